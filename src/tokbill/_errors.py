@@ -87,6 +87,14 @@ class LagoError(TokbillError):
 class LagoConnectionError(LagoError):
     """The request got no HTTP response: refused, reset or unresolvable."""
 
+    def __init__(
+        self, message: str, *, method: str, path: str, request_sent: bool = True
+    ) -> None:
+        super().__init__(message, method=method, path=path)
+        self.request_sent = request_sent
+        """False when the connection failed before the request left, so a
+        retry cannot apply a write twice."""
+
 
 class LagoTimeoutError(LagoConnectionError):
     """The request outlived its timeout; Lago may or may not have applied it."""
