@@ -1,0 +1,259 @@
+from __future__ import annotations
+
+import logging
+
+import httpx
+import pytest
+import respx
+
+from tokbill import (
+    AuthenticationError,
+    LagoConnectionError,
+    LagoTimeoutError,
+    NotFoundError,
+    RateLimitError,
+    ServerError,
+    UnprocessableError,
+)
+from tokbill.lago import AsyncLagoClient, LagoClient, api_path, retry_after_s
+
+URL = "https://lago.test/api/v1"
+KEY = "sk_live_0123456789abcdef"
+
+
+def make_client(**kwargs: object) -> LagoClient:
+    sleeps: list[float] = []
+    client = LagoClient(URL, KEY, sleep=sleeps.append, **kwargs)  # type: ignore[arg-type]
+    client.sleeps = sleeps  # type: ignore[attr-defined]
+    return client
+
+
+@respx.mock
+def test_sends_the_key_as_a_bearer_header_and_returns_the_body() -> None:
+    route = respx.get(f"{URL}/plans/gpt4").respond(json={"plan": {"code": "gpt4"}})
+
+    body = make_client().get("/plans/gpt4")
+
+    assert body == {"plan": {"code": "gpt4"}}
+    assert route.calls.last.request.headers["Authorization"] == f"Bearer {KEY}"
+
+
+def test_the_key_never_appears_in_the_repr() -> None:
+    text = repr(make_client())
+
+    assert KEY not in text
+    assert "cdef" in text
+
+
+def test_api_path_url_encodes_each_segment() -> None:
+    assert api_path("plans", "a/b?c", "charges") == "/plans/a%2Fb%3Fc/charges"
+
+
+@respx.mock
+def test_a_422_names_the_call_the_status_and_lagos_code() -> None:
+    respx.post(f"{URL}/plans").respond(
+        422,
+        json={
+            "status": 422,
+            "error": "Unprocessable Entity",
+            "code": "validation_errors",
+            "error_details": {"properties": ["invalid_package_size"]},
+        },
+    )
+
+    with pytest.raises(UnprocessableError) as caught:
+        make_client().post("/plans", {"plan": {}})
+
+    assert str(caught.value) == (
+        "POST /api/v1/plans returned 422 Unprocessable Entity "
+        "(code validation_errors): properties: invalid_package_size."
+    )
+    assert caught.value.error_details == {"properties": ["invalid_package_size"]}
+
+
+@respx.mock
+def test_batch_errors_are_described_per_event_index() -> None:
+    respx.post(f"{URL}/events/batch").respond(
+        422,
+        json={
+            "code": "validation_errors",
+            "error_details": {"1": {"timestamp": ["invalid_format"]}},
+        },
+    )
+
+    with pytest.raises(UnprocessableError, match="event 1: timestamp: invalid_format"):
+        make_client().post("/events/batch", {"events": []})
+
+
+@respx.mock
+def test_404_maps_to_not_found_with_the_code() -> None:
+    respx.get(f"{URL}/plans/nope").respond(
+        404, json={"status": 404, "error": "Not Found", "code": "plan_not_found"}
+    )
+
+    with pytest.raises(NotFoundError) as caught:
+        make_client().get("/plans/nope")
+
+    assert caught.value.code == "plan_not_found"
+    assert caught.value.status_code == 404
+
+
+@respx.mock
+def test_reads_are_retried_on_5xx_then_succeed() -> None:
+    route = respx.get(f"{URL}/plans").mock(
+        side_effect=[httpx.Response(503), httpx.Response(502), httpx.Response(200)]
+    )
+    client = make_client()
+
+    assert client.get("/plans") == {}
+    assert route.call_count == 3
+    assert len(client.sleeps) == 2  # type: ignore[attr-defined]
+
+
+@respx.mock
+def test_reads_give_up_after_max_retries_with_the_last_error() -> None:
+    route = respx.get(f"{URL}/plans").respond(500)
+
+    with pytest.raises(ServerError, match="GET /api/v1/plans returned 500"):
+        make_client(max_retries=2).get("/plans")
+    assert route.call_count == 3
+
+
+@respx.mock
+def test_writes_are_not_retried_after_a_5xx_since_lago_may_have_applied_them() -> None:
+    route = respx.post(f"{URL}/plans").respond(500)
+
+    with pytest.raises(ServerError):
+        make_client().post("/plans", {"plan": {}})
+    assert route.call_count == 1
+
+
+@respx.mock
+def test_writes_are_retried_on_429_waiting_what_lago_asked() -> None:
+    route = respx.post(f"{URL}/plans").mock(
+        side_effect=[
+            httpx.Response(429, headers={"X-RateLimit-Reset": "3"}),
+            httpx.Response(200, json={"plan": {}}),
+        ]
+    )
+    client = make_client()
+
+    assert client.post("/plans", {"plan": {}}) == {"plan": {}}
+    assert route.call_count == 2
+    assert client.sleeps == [3.0]  # type: ignore[attr-defined]
+
+
+@respx.mock
+def test_writes_are_retried_when_the_connection_failed_before_sending() -> None:
+    route = respx.post(f"{URL}/plans").mock(
+        side_effect=[httpx.ConnectError("refused"), httpx.Response(200)]
+    )
+
+    make_client().post("/plans", {"plan": {}})
+
+    assert route.call_count == 2
+
+
+@respx.mock
+def test_a_timed_out_write_is_not_retried_and_says_it_may_have_applied() -> None:
+    route = respx.post(f"{URL}/plans").mock(side_effect=httpx.ReadTimeout("slow"))
+
+    with pytest.raises(LagoTimeoutError, match="may have applied it"):
+        make_client().post("/plans", {"plan": {}})
+    assert route.call_count == 1
+
+
+@respx.mock
+def test_a_401_is_not_retried_and_the_message_does_not_leak_the_key() -> None:
+    route = respx.get(f"{URL}/plans").respond(
+        401, json={"status": 401, "error": "Unauthorized"}
+    )
+
+    with pytest.raises(AuthenticationError) as caught:
+        make_client().get("/plans")
+
+    assert route.call_count == 1
+    assert KEY not in str(caught.value)
+
+
+@respx.mock
+def test_connection_errors_name_the_call(caplog: pytest.LogCaptureFixture) -> None:
+    respx.get(f"{URL}/plans").mock(side_effect=httpx.ConnectError("refused"))
+    caplog.set_level(logging.DEBUG)
+
+    with pytest.raises(LagoConnectionError, match="GET /api/v1/plans could not"):
+        make_client(max_retries=1).get("/plans")
+    assert KEY not in caplog.text
+
+
+@respx.mock
+def test_paginate_follows_next_page() -> None:
+    respx.get(f"{URL}/plans", params={"page": "1"}).respond(
+        json={"plans": [{"code": "a"}], "meta": {"next_page": 2}}
+    )
+    respx.get(f"{URL}/plans", params={"page": "2"}).respond(
+        json={"plans": [{"code": "b"}], "meta": {"next_page": None}}
+    )
+
+    codes = [plan["code"] for plan in make_client().paginate("/plans", "plans")]
+
+    assert codes == ["a", "b"]
+
+
+@pytest.mark.parametrize(
+    ("headers", "expected"),
+    [
+        ({"Retry-After": "2"}, 2.0),
+        ({"X-RateLimit-Reset": "5"}, 5.0),
+        ({"Retry-After": "2", "X-RateLimit-Reset": "5"}, 5.0),
+        ({"Retry-After": "nan"}, None),
+        ({"Retry-After": "inf"}, None),
+        ({"Retry-After": "garbage"}, None),
+        ({"Retry-After": "-3"}, 0.0),
+        ({"Retry-After": "Wed, 21 Oct 2015 07:28:00 GMT"}, 0.0),
+        ({}, None),
+    ],
+    ids=[
+        "seconds",
+        "reset",
+        "larger",
+        "nan",
+        "inf",
+        "garbage",
+        "negative",
+        "past",
+        "none",
+    ],
+)
+def test_retry_after_parsing(headers: dict[str, str], expected: float | None) -> None:
+    assert retry_after_s(httpx.Headers(headers)) == expected
+
+
+@respx.mock
+def test_the_async_client_retries_like_the_sync_one() -> None:
+    import asyncio
+
+    route = respx.get(f"{URL}/plans").mock(
+        side_effect=[httpx.Response(503), httpx.Response(200, json={"plans": []})]
+    )
+
+    async def run() -> dict[str, object]:
+        async with AsyncLagoClient(URL, KEY, sleep=_async_sleep) as client:
+            return await client.get("/plans")
+
+    assert asyncio.run(run()) == {"plans": []}
+    assert route.call_count == 2
+
+
+async def _async_sleep(_seconds: float) -> None:
+    return None
+
+
+@respx.mock
+def test_a_429_error_carries_the_wait_lago_asked_for() -> None:
+    respx.post(f"{URL}/plans").respond(429, headers={"Retry-After": "7"})
+
+    with pytest.raises(RateLimitError) as caught:
+        make_client(max_retries=0).post("/plans", {"plan": {}})
+
+    assert caught.value.retry_after_s == 7.0

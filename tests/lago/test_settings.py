@@ -1,0 +1,34 @@
+from __future__ import annotations
+
+import pytest
+
+from tokbill import ConfigurationError
+from tokbill._settings import resolve_api_url, url_from_env
+
+
+@pytest.mark.parametrize(
+    ("given", "expected"),
+    [
+        ("http://localhost:3000", "http://localhost:3000/api/v1"),
+        ("http://localhost:3000/", "http://localhost:3000/api/v1"),
+        ("https://api.getlago.com/api/v1/", "https://api.getlago.com/api/v1"),
+        ("https://api.getlago.com/api/v1", "https://api.getlago.com/api/v1"),
+        ("https://example.com/lago", "https://example.com/lago/api/v1"),
+        (" https://example.com/lago/api/v1/ ", "https://example.com/lago/api/v1"),
+    ],
+)
+def test_urls_are_normalised_to_api_v1(given: str, expected: str) -> None:
+    assert resolve_api_url(given) == expected
+
+
+@pytest.mark.parametrize(
+    "given", ["", "localhost:3000", "ftp://example.com", "http://"]
+)
+def test_a_url_that_is_not_http_is_a_configuration_error(given: str) -> None:
+    with pytest.raises(ConfigurationError, match="not an http"):
+        resolve_api_url(given)
+
+
+def test_the_library_never_falls_back_silently_when_the_env_is_empty() -> None:
+    with pytest.raises(ConfigurationError, match="LAGO_API_URL is not set"):
+        url_from_env()
