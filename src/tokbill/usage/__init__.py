@@ -1,0 +1,38 @@
+"""Current usage, spend and budgets from Lago, cached for many callers.
+
+    from tokbill.usage import UsageClient
+
+    usage = UsageClient.from_env(ttl_s=5.0)
+    u = usage.current(customer_id="cus_1", subscription_id="sub_1")
+    u.total_amount                      # Decimal("0.27"), currency units
+    u.by("model", "type")[("gpt-4", "input")].units
+    usage.check_budget("cus_1", "sub_1", limit=Decimal("50")).exceeded
+
+Names starting with ``_`` are private.
+"""
+
+from __future__ import annotations
+
+from tokbill.usage._async_client import AsyncUsageClient
+from tokbill.usage._budget import BudgetStatus
+from tokbill.usage._client import UsageClient
+from tokbill.usage._errors import (
+    CustomerNotFoundError,
+    ForeignSubscriptionError,
+    SubscriptionNotActiveError,
+    UsageUnavailableError,
+)
+from tokbill.usage._model import Subscription, Usage, UsageLine
+
+__all__ = [
+    "AsyncUsageClient",
+    "BudgetStatus",
+    "CustomerNotFoundError",
+    "ForeignSubscriptionError",
+    "Subscription",
+    "SubscriptionNotActiveError",
+    "Usage",
+    "UsageClient",
+    "UsageLine",
+    "UsageUnavailableError",
+]

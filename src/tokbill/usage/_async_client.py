@@ -1,0 +1,151 @@
+"""The asyncio usage client, the twin of ``UsageClient``."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Mapping
+from decimal import Decimal
+from typing import Any
+
+import httpx
+
+from tokbill._errors import LagoError, NotFoundError
+from tokbill._settings import key_from_env, url_from_env
+from tokbill.lago import AsyncLagoClient
+from tokbill.usage._base import (
+    DEFAULT_MAX_RETRIES,
+    DEFAULT_MAX_STALE_S,
+    DEFAULT_TIMEOUT_S,
+    DEFAULT_TTL_S,
+    LOOKUP_STATUSES,
+    UsageClientBase,
+)
+from tokbill.usage._budget import BudgetStatus
+from tokbill.usage._cache import SubscriptionKey
+from tokbill.usage._model import Subscription, Usage
+
+__all__ = ["AsyncUsageClient"]
+
+
+class AsyncUsageClient(UsageClientBase):
+    """Current usage and budgets from Lago, cached and shared across tasks.
+
+    The same guarantees as :class:`~tokbill.usage.UsageClient`, for asyncio
+    tasks: concurrent tasks asking for one subscription await a single
+    request. Use one instance per event loop; its locks belong to the loop
+    that first uses them.
+    """
+
+    def __init__(
+        self,
+        api_url: str | None = None,
+        api_key: str | None = None,
+        *,
+        ttl_s: float = DEFAULT_TTL_S,
+        max_stale_s: float = DEFAULT_MAX_STALE_S,
+        timeout_s: float = DEFAULT_TIMEOUT_S,
+        max_retries: int = DEFAULT_MAX_RETRIES,
+        transport: httpx.AsyncBaseTransport | None = None,
+        lago_client: AsyncLagoClient | None = None,
+        clock: Callable[[], float] | None = None,
+    ) -> None:
+        super().__init__(ttl_s=ttl_s, max_stale_s=max_stale_s, clock=clock)
+        if lago_client is None and not api_url:
+            raise ValueError("AsyncUsageClient needs api_url, or lago_client.")
+        self._owns_client = lago_client is None
+        self._lago = lago_client or AsyncLagoClient(
+            str(api_url),
+            api_key,
+            timeout_s=timeout_s,
+            max_retries=max_retries,
+            transport=transport,
+        )
+        self._locks: dict[SubscriptionKey, asyncio.Lock] = {}
+
+    @classmethod
+    def from_env(cls, **kwargs: Any) -> AsyncUsageClient:
+        """Build from ``LAGO_API_URL`` and ``LAGO_API_KEY``."""
+        return cls(url_from_env(), key_from_env(), **kwargs)
+
+    def __repr__(self) -> str:
+        return f"AsyncUsageClient(lago={self._lago!r}, ttl_s={self.ttl_s:g})"
+
+    async def current(self, customer_id: str, subscription_id: str) -> Usage:
+        """The subscription's usage in its open period, cached for ``ttl_s``.
+
+        Raises:
+            UsageError: a subclass saying why no value, fresh or stale, could
+                be served.
+        """
+        key = self._key(customer_id, subscription_id)
+        served = self._cache.serve(key)
+        if served is not None:
+            return served
+        async with self._lock(key):
+            # Another task may have refreshed while this one waited.
+            served = self._cache.serve(key)
+            if served is not None:
+                return served
+            return await self._refresh(key)
+
+    async def check_budget(
+        self, customer_id: str, subscription_id: str, limit: Decimal | int | str
+    ) -> BudgetStatus:
+        """Compare this period's spend with ``limit`` (see BudgetStatus).
+
+        Uses :meth:`current`, so it is cached and may be stale the same way.
+        """
+        usage = await self.current(customer_id, subscription_id)
+        return self._budget(usage, limit)
+
+    async def subscriptions(self, customer_id: str) -> list[Subscription]:
+        """The customer's active subscriptions, uncached.
+
+        Raises:
+            LagoError: the list could not be fetched.
+        """
+        path, params = self._subscriptions_request(customer_id)
+        items = [
+            item async for item in self._lago.paginate(path, "subscriptions", params)
+        ]
+        return self._active(items, customer_id)
+
+    async def aclose(self) -> None:
+        """Close the HTTP client, unless it was passed in as ``lago_client``."""
+        if self._owns_client:
+            await self._lago.aclose()
+
+    async def __aenter__(self) -> AsyncUsageClient:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    def _lock(self, key: SubscriptionKey) -> asyncio.Lock:
+        # No await between the lookup and the insert, so no task can race it.
+        lock = self._locks.get(key)
+        if lock is None:
+            lock = self._locks[key] = asyncio.Lock()
+        return lock
+
+    async def _refresh(self, key: SubscriptionKey) -> Usage:
+        path, params = self._usage_request(key)
+        try:
+            body = await self._lago.get(path, params)
+        except LagoError as exc:
+            found = await self._find(key[1]) if self._needs_lookup(exc) else None
+            return self._fail(key, exc, found)
+        return self._store(key, body)
+
+    async def _find(self, subscription_id: str) -> Mapping[str, Any] | None:
+        path = self._lookup_path(subscription_id)
+        for status in LOOKUP_STATUSES:
+            try:
+                found = await self._lago.get(path, {"status": status})
+            except NotFoundError:
+                continue
+            except LagoError:
+                # Only an explanation is at stake; the generic one will do.
+                return None
+            return found.get("subscription")
+        return None

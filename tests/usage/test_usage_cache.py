@@ -1,0 +1,225 @@
+from __future__ import annotations
+
+import asyncio
+import threading
+from typing import Any
+
+import httpx
+import pytest
+import respx
+
+from tests.usage.conftest import KEY, URL, USAGE_URL, FakeClock, lago_error
+from tokbill import ServerError
+from tokbill.usage import AsyncUsageClient, UsageClient, UsageUnavailableError
+
+CALLERS = 100
+
+
+def make_client(clock: FakeClock, **kwargs: Any) -> UsageClient:
+    return UsageClient(URL, KEY, clock=clock, max_retries=0, **kwargs)
+
+
+@respx.mock
+def test_a_value_is_served_from_cache_for_the_ttl(
+    gpt4_body: dict[str, Any], clock: FakeClock
+) -> None:
+    route = respx.get(USAGE_URL).respond(json=gpt4_body)
+    client = make_client(clock, ttl_s=5.0)
+
+    client.current("cus_1", "sub_1")
+    clock.advance(4.9)
+    cached = client.current("cus_1", "sub_1")
+    clock.advance(0.1)
+    client.current("cus_1", "sub_1")
+
+    assert route.call_count == 2
+    assert cached.age_s == pytest.approx(4.9)
+    assert route.calls[0].request.url.params["external_subscription_id"] == "sub_1"
+
+
+@respx.mock
+def test_subscriptions_are_cached_separately(
+    gpt4_body: dict[str, Any], clock: FakeClock
+) -> None:
+    route = respx.get(USAGE_URL).respond(json=gpt4_body)
+    client = make_client(clock)
+
+    client.current("cus_1", "sub_1")
+    client.current("cus_1", "sub_2")
+    client.current("cus_1", "sub_1")
+
+    assert route.call_count == 2
+
+
+@respx.mock
+def test_a_hundred_threads_asking_at_once_cause_one_call(
+    gpt4_body: dict[str, Any], clock: FakeClock
+) -> None:
+    def respond_once_every_thread_is_waiting(request: httpx.Request) -> httpx.Response:
+        # Each thread reads the clock once before it queues for the refresh,
+        # and the refreshing thread once more: hold the answer until then.
+        assert clock.wait_for_reads(CALLERS + 1)
+        return httpx.Response(200, json=gpt4_body)
+
+    route = respx.get(USAGE_URL).mock(side_effect=respond_once_every_thread_is_waiting)
+    client = make_client(clock)
+    results: list[object] = []
+
+    threads = [
+        threading.Thread(
+            target=lambda: results.append(client.current("cus_1", "sub_1"))
+        )
+        for _ in range(CALLERS)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=20)
+
+    assert route.call_count == 1
+    assert len(results) == CALLERS
+
+
+def test_a_hundred_tasks_asking_at_once_cause_one_call(
+    gpt4_body: dict[str, Any], clock: FakeClock
+) -> None:
+    async def scenario() -> int:
+        everyone_waits = asyncio.Event()
+
+        async def respond_later(request: httpx.Request) -> httpx.Response:
+            await everyone_waits.wait()
+            return httpx.Response(200, json=gpt4_body)
+
+        with respx.mock:
+            route = respx.get(USAGE_URL).mock(side_effect=respond_later)
+            async with AsyncUsageClient(URL, KEY, clock=clock, max_retries=0) as usage:
+                tasks = [
+                    asyncio.create_task(usage.current("cus_1", "sub_1"))
+                    for _ in range(CALLERS)
+                ]
+                while clock.reads < CALLERS + 1:
+                    await asyncio.sleep(0)
+                everyone_waits.set()
+                results = await asyncio.gather(*tasks)
+            assert all(r.amount == results[0].amount for r in results)
+            return route.call_count
+
+    assert asyncio.run(scenario()) == 1
+
+
+@respx.mock
+def test_when_lago_fails_the_last_good_value_is_served_stale_with_its_age(
+    gpt4_body: dict[str, Any], clock: FakeClock
+) -> None:
+    route = respx.get(USAGE_URL).mock(
+        side_effect=[
+            httpx.Response(200, json=gpt4_body),
+            httpx.Response(503, json=lago_error(503, "unavailable")),
+        ]
+    )
+    client = make_client(clock, ttl_s=5.0, max_stale_s=60.0)
+    fresh = client.current("cus_1", "sub_1")
+    clock.advance(6.0)
+
+    stale = client.current("cus_1", "sub_1")
+
+    assert (stale.stale, stale.age_s) == (True, 6.0)
+    assert stale.amount == fresh.amount
+    assert route.call_count == 2
+
+
+@respx.mock
+def test_a_failing_lago_is_asked_once_per_ttl(
+    gpt4_body: dict[str, Any], clock: FakeClock
+) -> None:
+    route = respx.get(USAGE_URL).mock(
+        side_effect=[httpx.Response(200, json=gpt4_body), httpx.ConnectError("down")]
+        + [httpx.ConnectError("down")] * 3
+    )
+    client = make_client(clock, ttl_s=5.0)
+    client.current("cus_1", "sub_1")
+    clock.advance(5.0)
+
+    ages = []
+    for _ in range(3):
+        ages.append(client.current("cus_1", "sub_1").age_s)
+        clock.advance(2.0)
+
+    assert route.call_count == 2
+    assert ages == [5.0, 7.0, 9.0]
+
+
+@respx.mock
+def test_past_the_maximum_staleness_the_error_is_raised_chained(
+    gpt4_body: dict[str, Any], clock: FakeClock
+) -> None:
+    respx.get(USAGE_URL).mock(
+        side_effect=[httpx.Response(200, json=gpt4_body)]
+        + [httpx.Response(500, json=lago_error(500, "internal_error"))] * 2
+    )
+    client = make_client(clock, ttl_s=5.0, max_stale_s=30.0)
+    client.current("cus_1", "sub_1")
+    clock.advance(31.0)
+
+    with pytest.raises(UsageUnavailableError, match="31 s old") as caught:
+        client.current("cus_1", "sub_1")
+
+    assert isinstance(caught.value.__cause__, ServerError)
+    assert caught.value.stale_age_s == 31.0
+    assert "500" in str(caught.value)
+
+
+@respx.mock
+def test_a_failure_with_nothing_cached_is_raised(clock: FakeClock) -> None:
+    respx.get(USAGE_URL).mock(side_effect=httpx.ConnectError("refused"))
+
+    with pytest.raises(UsageUnavailableError) as caught:
+        make_client(clock).current("cus_1", "sub_1")
+
+    assert caught.value.stale_age_s is None
+    assert "could not reach Lago" in str(caught.value)
+
+
+@respx.mock
+def test_a_recovered_lago_serves_fresh_values_again(
+    gpt4_body: dict[str, Any], clock: FakeClock
+) -> None:
+    respx.get(USAGE_URL).mock(
+        side_effect=[
+            httpx.Response(200, json=gpt4_body),
+            httpx.ConnectError("down"),
+            httpx.Response(200, json=gpt4_body),
+        ]
+    )
+    client = make_client(clock, ttl_s=5.0)
+    client.current("cus_1", "sub_1")
+    clock.advance(5.0)
+    assert client.current("cus_1", "sub_1").stale
+    clock.advance(5.0)
+
+    usage = client.current("cus_1", "sub_1")
+
+    assert (usage.stale, usage.age_s) == (False, 0.0)
+
+
+def test_async_stale_on_error(gpt4_body: dict[str, Any], clock: FakeClock) -> None:
+    async def scenario() -> tuple[bool, float]:
+        with respx.mock:
+            respx.get(USAGE_URL).mock(
+                side_effect=[httpx.Response(200, json=gpt4_body), httpx.ReadTimeout("")]
+            )
+            async with AsyncUsageClient(URL, KEY, clock=clock, max_retries=0) as usage:
+                await usage.current("cus_1", "sub_1")
+                clock.advance(8.0)
+                served = await usage.current("cus_1", "sub_1")
+        return served.stale, served.age_s
+
+    assert asyncio.run(scenario()) == (True, 8.0)
+
+
+@pytest.mark.parametrize(
+    ("ttl_s", "max_stale_s"), [(-1.0, 10.0), (5.0, -1.0)], ids=["ttl", "staleness"]
+)
+def test_negative_durations_are_refused(ttl_s: float, max_stale_s: float) -> None:
+    with pytest.raises(ValueError, match="must be >= 0"):
+        UsageClient(URL, KEY, ttl_s=ttl_s, max_stale_s=max_stale_s)

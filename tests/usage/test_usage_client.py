@@ -1,0 +1,69 @@
+from __future__ import annotations
+
+import pytest
+import respx
+
+from tests.usage.conftest import KEY, URL
+from tokbill import ConfigurationError
+from tokbill.usage import Subscription, UsageClient
+
+
+def test_the_key_never_appears_in_the_repr() -> None:
+    client = UsageClient(URL, KEY)
+
+    assert KEY not in repr(client)
+    assert "ttl_s=5" in repr(client)
+
+
+def test_from_env_reads_the_lago_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LAGO_API_URL", "https://lago.test")
+    monkeypatch.setenv("LAGO_API_KEY", KEY)
+
+    with respx.mock:
+        route = respx.get(f"{URL}/subscriptions").respond(
+            json={"subscriptions": [], "meta": {"next_page": None}}
+        )
+        UsageClient.from_env().subscriptions("cus_1")
+
+    assert route.calls.last.request.headers["Authorization"] == f"Bearer {KEY}"
+
+
+def test_from_env_without_a_url_says_what_to_set() -> None:
+    with pytest.raises(ConfigurationError, match="LAGO_API_URL is not set"):
+        UsageClient.from_env()
+
+
+def test_a_client_needs_somewhere_to_ask() -> None:
+    with pytest.raises(ValueError, match="needs api_url"):
+        UsageClient()
+
+
+@respx.mock
+def test_subscriptions_lists_the_customers_active_ones() -> None:
+    route = respx.get(f"{URL}/subscriptions").respond(
+        json={
+            "subscriptions": [
+                {
+                    "external_id": "sub_1",
+                    "external_customer_id": "cus_1",
+                    "plan_code": "gpt4",
+                    "status": "active",
+                    "name": None,
+                },
+                {
+                    "external_id": "sub_0",
+                    "external_customer_id": "cus_1",
+                    "plan_code": "gpt4",
+                    "status": "terminated",
+                },
+            ],
+            "meta": {"next_page": None},
+        }
+    )
+
+    found = UsageClient(URL, KEY).subscriptions("cus_1")
+
+    assert found == [Subscription("sub_1", "cus_1", "gpt4", "active")]
+    params = route.calls.last.request.url.params
+    assert params["external_customer_id"] == "cus_1"
+    assert params["status[]"] == "active"
