@@ -1,0 +1,104 @@
+"""What every handler receives, and helpers shared by the resource modules."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeGuard
+
+from starlette.datastructures import QueryParams
+
+from tokbill.emulator import _errors
+from tokbill.emulator._store import Database, Row
+
+DEFAULT_PER_PAGE = 100
+
+
+@dataclass(frozen=True)
+class Call:
+    """One API request as a handler sees it: path captures, query, JSON body."""
+
+    db: Database
+    params: tuple[str, ...]
+    query: QueryParams
+    body: Any
+
+    def root(self, key: str) -> dict[str, Any]:
+        """The object under the root ``key``; 400 as Rails when it is missing."""
+        value = self.body.get(key) if isinstance(self.body, dict) else None
+        if not isinstance(value, dict) or not value:
+            raise _errors.bad_request(key)
+        return value
+
+    def page(self) -> tuple[int, int]:
+        """``(page, per_page)`` from the query; Lago enforces no maximum."""
+        return (
+            _positive_int(self.query.get("page"), 1),
+            _positive_int(self.query.get("per_page"), DEFAULT_PER_PAGE),
+        )
+
+
+def _positive_int(text: str | None, default: int) -> int:
+    try:
+        value = int(text) if text is not None else default
+    except ValueError:
+        return default
+    return value if value > 0 else default
+
+
+def paginate(
+    call: Call,
+    root: str,
+    total: int,
+    fetch: Callable[[int, int], Sequence[dict[str, Any]]],
+) -> dict[str, Any]:
+    """A list body ``{root: [...], "meta": {...}}``; ``fetch(limit, offset)``."""
+    page, per_page = call.page()
+    items = fetch(per_page, (page - 1) * per_page)
+    total_pages = math.ceil(total / per_page)
+    meta = {
+        "current_page": page if total else 0,
+        "next_page": page + 1 if page < total_pages else None,
+        "prev_page": page - 1 if page > 1 else None,
+        "total_pages": total_pages,
+        "total_count": total,
+    }
+    return {root: list(items), "meta": meta}
+
+
+def dumps(value: Any) -> str:
+    """Compact JSON for a JSON column."""
+    return json.dumps(value, separators=(",", ":"))
+
+
+def loads(text: str) -> Any:
+    """Decode a JSON column."""
+    return json.loads(text)
+
+
+def as_bool(value: Any, default: bool = False) -> bool:
+    """Rails' boolean cast of a JSON value; None keeps ``default``."""
+    if value is None:
+        return default
+    if isinstance(value, str):
+        return value.strip().lower() in {"true", "1", "t", "yes", "on"}
+    return bool(value)
+
+
+def is_json_int(value: Any) -> TypeGuard[int]:
+    """A JSON integer: an int that is not a bool."""
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def optional_str(value: Any) -> str | None:
+    """A string attribute as Rails would store it; None stays None."""
+    return None if value is None else str(value)
+
+
+def require_found(row: Row | None, resource: str) -> Row:
+    """``row``, or 404 ``<resource>_not_found`` when it is None."""
+    if row is None:
+        raise _errors.not_found(resource)
+    return row

@@ -1,0 +1,265 @@
+"""Events: single and batch ingestion, get by transaction id, and list.
+
+Lago's Postgres event store rules (lago-api.md §4): Unix-second timestamps
+(int, float or numeric string; anything else is ``invalid_format``), a
+``transaction_id`` unique per ``external_subscription_id``, batches of at most
+100 that are all or nothing, and per-index errors built in two phases (format
+first, duplicates only when the format is clean). Events with an unknown code
+or subscription are accepted, as Lago accepts them.
+
+A batch is validated in Python and inserted with one ``executemany`` inside
+one transaction; that is the emulator's hot path.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from datetime import datetime, timezone
+from decimal import ROUND_FLOOR, Decimal, InvalidOperation
+from typing import Any
+
+from tokbill.emulator import _errors
+from tokbill.emulator._common import Call, dumps, loads, paginate, require_found
+from tokbill.emulator._store import Database, Row, iso, new_id, parse_iso
+
+MAX_BATCH = 100
+
+_INSERT = (
+    "INSERT INTO events (id, transaction_id, external_subscription_id, code,"
+    " timestamp, timestamp_iso, properties, precise_total_amount_cents,"
+    " created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+# Column order of ``_INSERT``; a stored event is a tuple in this order.
+_COLUMNS = (
+    "id",
+    "transaction_id",
+    "external_subscription_id",
+    "code",
+    "timestamp",
+    "timestamp_iso",
+    "properties",
+    "precise_total_amount_cents",
+    "created_at",
+)
+
+
+def parse_timestamp(value: Any, now_s: float) -> Decimal | None:
+    """Seconds since the epoch as Lago's ``BigDecimal(timestamp.to_s)``; None if bad."""
+    if value is None:
+        return Decimal(repr(now_s))
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        return None
+    try:
+        seconds = Decimal(str(value).strip())
+        if seconds.is_finite():
+            iso_ms(seconds)
+            return seconds
+    except (InvalidOperation, OverflowError, ValueError, OSError):
+        pass
+    # A timestamp beyond the years the platform can show is refused as a bad
+    # format; Lago would accept it and never bill it.
+    return None
+
+
+def iso_ms(seconds: Decimal) -> str:
+    """Rails' ``iso8601(3)``: milliseconds, truncated, and a ``Z``.
+
+    Raises ``OverflowError`` or ``ValueError`` beyond the platform's years.
+    """
+    whole = int(seconds.to_integral_value(rounding=ROUND_FLOOR))
+    millis = int((seconds - whole) * 1000)
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole))
+    return f"{stamp}.{millis:03d}Z"
+
+
+def _build(
+    payload: Any, now_s: float, created_at: str
+) -> tuple[Any, ...] | dict[str, list[str]]:
+    """The row to insert for one event payload, or its field errors."""
+    if not isinstance(payload, dict):
+        return {"event": ["value_is_invalid"]}
+    errors: dict[str, list[str]] = {}
+    transaction_id = payload.get("transaction_id")
+    if transaction_id is None or str(transaction_id).strip() == "":
+        errors["transaction_id"] = ["value_is_mandatory"]
+    code = payload.get("code")
+    if code is None or str(code).strip() == "":
+        errors["code"] = ["value_is_mandatory"]
+    seconds = parse_timestamp(payload.get("timestamp"), now_s)
+    if seconds is None:
+        errors["timestamp"] = ["invalid_format"]
+    if errors or seconds is None:
+        return errors
+    properties = payload.get("properties")
+    subscription = payload.get("external_subscription_id")
+    amount = payload.get("precise_total_amount_cents")
+    return (
+        new_id(),
+        str(transaction_id),
+        None if subscription is None else str(subscription),
+        str(code),
+        float(seconds),
+        iso_ms(seconds),
+        dumps(properties if isinstance(properties, dict) else {}),
+        None if amount is None else str(amount),
+        created_at,
+    )
+
+
+def serialize(row: Row) -> dict[str, Any]:
+    """The event as Lago's ``EventSerializer`` renders it."""
+    properties = row["properties"]
+    return {
+        "lago_id": row["id"],
+        "transaction_id": row["transaction_id"],
+        "lago_customer_id": None,
+        "code": row["code"],
+        "timestamp": row["timestamp_iso"],
+        "precise_total_amount_cents": row["precise_total_amount_cents"],
+        "properties": loads(properties) if isinstance(properties, str) else properties,
+        "lago_subscription_id": None,
+        "external_subscription_id": row["external_subscription_id"],
+        "created_at": row["created_at"],
+    }
+
+
+def create(call: Call) -> dict[str, Any]:
+    """``POST /events``: one event; a duplicate is 422 ``value_already_exist``."""
+    payload = call.root("event")
+    built = _build(payload, time.time(), iso(call.db.now()))
+    if isinstance(built, dict):
+        raise _errors.invalid(built)
+    if _stored_duplicates(call.db, [built]):
+        raise _errors.field_error("transaction_id", "value_already_exist")
+    call.db.run(_INSERT, built)
+    return {"event": _serialize_row(built)}
+
+
+def _serialize_row(values: tuple[Any, ...]) -> dict[str, Any]:
+    return serialize(dict(zip(_COLUMNS, values, strict=True)))
+
+
+def create_batch(call: Call) -> dict[str, Any]:
+    """``POST /events/batch``: all or nothing, errors keyed by event index."""
+    payloads = call.body.get("events") if isinstance(call.body, dict) else None
+    if not isinstance(payloads, list) or not payloads:
+        raise _errors.field_error("events", "no_events")
+    if len(payloads) > MAX_BATCH:
+        raise _errors.field_error("events", "too_many_events")
+    now_s, created_at = time.time(), iso(call.db.now())
+    rows: list[tuple[Any, ...]] = []
+    errors: dict[str, Any] = {}
+    for index, payload in enumerate(payloads):
+        built = _build(payload, now_s, created_at)
+        if isinstance(built, dict):
+            errors[str(index)] = built
+        else:
+            rows.append(built)
+    if errors:
+        raise _errors.invalid(errors)
+    duplicates = _duplicate_indices(call.db, rows)
+    if duplicates:
+        taken = {"transaction_id": ["value_already_exist"]}
+        raise _errors.invalid({str(index): taken for index in duplicates})
+    call.db.run_many(_INSERT, rows)
+    return {"events": [_serialize_row(row) for row in rows]}
+
+
+def _duplicate_indices(db: Database, rows: Sequence[tuple[Any, ...]]) -> list[int]:
+    """Indices whose key is stored already or repeats an earlier batch event."""
+    stored = _stored_duplicates(db, rows)
+    seen: set[tuple[str, str]] = set()
+    indices = []
+    for index, row in enumerate(rows):
+        # NULL subscription ids never collide, as in Lago's unique index.
+        if row[2] is None:
+            continue
+        key = (row[2], row[1])
+        if key in stored or key in seen:
+            indices.append(index)
+        seen.add(key)
+    return indices
+
+
+def _stored_duplicates(
+    db: Database, rows: Sequence[tuple[Any, ...]]
+) -> set[tuple[str, str]]:
+    keys = {(row[2], row[1]) for row in rows if row[2] is not None}
+    if not keys:
+        return set()
+    marks = ", ".join("?" for _ in keys)
+    found = db.all(
+        "SELECT external_subscription_id, transaction_id FROM events"
+        f" WHERE transaction_id IN ({marks})",
+        [transaction_id for _, transaction_id in keys],
+    )
+    stored = {(row["external_subscription_id"], row["transaction_id"]) for row in found}
+    return stored & keys
+
+
+def show(call: Call) -> dict[str, Any]:
+    """``GET /events/{transaction_id}``: the first event stored with that id."""
+    row = call.db.one(
+        "SELECT * FROM events WHERE transaction_id = ? ORDER BY seq LIMIT 1",
+        (call.params[0],),
+    )
+    return {"event": serialize(require_found(row, "event"))}
+
+
+def index(call: Call) -> dict[str, Any]:
+    """``GET /events`` filtered by subscription, code and timestamp range."""
+    where, params = _list_filters(call)
+    clause = f"WHERE {' AND '.join(where)}" if where else ""
+    total = call.db.scalar(f"SELECT COUNT(*) FROM events {clause}", params)
+
+    def fetch(limit: int, offset: int) -> list[dict[str, Any]]:
+        rows = call.db.all(
+            f"SELECT * FROM events {clause} ORDER BY seq DESC LIMIT ? OFFSET ?",
+            (*params, limit, offset),
+        )
+        return [serialize(row) for row in rows]
+
+    return paginate(call, "events", total, fetch)
+
+
+def _list_filters(call: Call) -> tuple[list[str], list[Any]]:
+    where: list[str] = []
+    params: list[Any] = []
+    for field in ("external_subscription_id", "code"):
+        value = call.query.get(field)
+        if value:
+            where.append(f"{field} = ?")
+            params.append(value)
+    for field, operator in (("timestamp_from", ">="), ("timestamp_to", "<=")):
+        value = call.query.get(field)
+        if value:
+            where.append(f"timestamp {operator} ?")
+            params.append(_epoch(value, field))
+    return where, params
+
+
+def _epoch(text: str, field: str) -> float:
+    try:
+        return parse_iso(text).timestamp()
+    except ValueError:
+        raise _errors.field_error(field, "invalid_date") from None
+
+
+def window(
+    db: Database, external_subscription_id: str, start: datetime, end: datetime
+) -> list[Row]:
+    """Events of a subscription with ``start <= timestamp < end``, oldest first."""
+    rows = db.all(
+        "SELECT code, timestamp, properties FROM events"
+        " WHERE external_subscription_id = ? AND timestamp >= ? AND timestamp < ?"
+        " ORDER BY timestamp, seq",
+        (
+            external_subscription_id,
+            start.astimezone(timezone.utc).timestamp(),
+            end.astimezone(timezone.utc).timestamp(),
+        ),
+    )
+    for row in rows:
+        row["properties"] = loads(row["properties"])
+    return rows

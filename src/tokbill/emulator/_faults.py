@@ -1,0 +1,164 @@
+"""Fault injection: errors, rate limits, latency and commit-then-stall.
+
+Off by default. Settings can be given at start and changed live from any
+thread (``Faults.update``) or from another process (``POST /_emulator/faults``).
+Every random draw comes from one ``random.Random``, seedable, so a test that
+sets ``seed`` sees the same faults on every run for the same request order.
+
+Faults apply only to paths under ``path_prefix`` (``/api/v1`` by default, or
+e.g. ``/api/v1/events``). Errors and 429s are answered before the request
+touches any state; a stall happens after the request has been committed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import random
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class FaultSettings:
+    """What to inject; every field's zero value means "never"."""
+
+    error_rate: float = 0.0
+    """Share of requests answered with a status drawn from ``error_statuses``."""
+    error_statuses: tuple[int, ...] = (500, 502, 503)
+    rate_limit_rate: float = 0.0
+    """Share of requests answered 429."""
+    rate_limit_for_s: float = 0.0
+    """Answer every request 429 for this many seconds after the setting is made."""
+    rate_limit_limit: int = 50
+    """The ``X-RateLimit-Limit`` header value."""
+    rate_limit_reset_s: int = 1
+    """``X-RateLimit-Reset`` (seconds) for share-based 429s."""
+    retry_after: bool = False
+    """Also send ``Retry-After`` (seconds), which Lago Cloud does not document."""
+    latency_s: float = 0.0
+    """Delay added before every request is handled."""
+    stall_after_commit_s: float = 0.0
+    """How long a stalled request waits after committing, before it answers."""
+    stall_rate: float = 0.0
+    """Share of requests that stall (needs ``stall_after_commit_s``)."""
+    stall_count: int = 0
+    """The next N requests stall, then stalls stop (counted down live)."""
+    path_prefix: str = "/api/v1"
+    """Only requests whose path starts with this are affected."""
+    seed: int | None = None
+    """Seed for the random draws; None draws from the OS."""
+
+    def to_dict(self) -> dict[str, Any]:
+        """The settings as JSON-ready values."""
+        values = dataclasses.asdict(self)
+        values["error_statuses"] = list(self.error_statuses)
+        return values
+
+
+_FIELDS = {item.name for item in dataclasses.fields(FaultSettings)}
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What the app must do with one request."""
+
+    latency_s: float = 0.0
+    status: int | None = None
+    headers: tuple[tuple[str, str], ...] = ()
+    stall_s: float = 0.0
+
+
+class Faults:
+    """Live, thread-safe fault settings plus the random source they draw from."""
+
+    def __init__(self, **settings: Any) -> None:
+        self._lock = threading.Lock()
+        self._settings = FaultSettings()
+        self._random = random.Random()
+        self._limited_until = 0.0
+        self.update(**settings)
+
+    @property
+    def settings(self) -> FaultSettings:
+        """A snapshot of the current settings."""
+        with self._lock:
+            return self._settings
+
+    def update(self, **changes: Any) -> FaultSettings:
+        """Change some settings; unknown names raise ``TypeError``.
+
+        Setting ``seed`` reseeds the random source; setting
+        ``rate_limit_for_s`` starts that window now.
+        """
+        unknown = set(changes) - _FIELDS
+        if unknown:
+            names = ", ".join(sorted(unknown))
+            raise TypeError(f"Unknown fault settings {names}; use {sorted(_FIELDS)}.")
+        if "error_statuses" in changes:
+            changes["error_statuses"] = tuple(int(s) for s in changes["error_statuses"])
+        with self._lock:
+            self._settings = dataclasses.replace(self._settings, **changes)
+            if "seed" in changes:
+                self._random.seed(self._settings.seed)
+            if "rate_limit_for_s" in changes:
+                self._limited_until = time.monotonic() + self._settings.rate_limit_for_s
+            return self._settings
+
+    def reset(self) -> None:
+        """Turn every fault off."""
+        with self._lock:
+            self._settings = FaultSettings()
+            self._limited_until = 0.0
+
+    def decide(self, path: str) -> Decision:
+        """Draw the faults for one request to ``path``."""
+        with self._lock:
+            settings = self._settings
+            if not path.startswith(settings.path_prefix):
+                return Decision()
+            status, headers = self._draw_status(settings)
+            stall_s = self._draw_stall(settings) if status is None else 0.0
+            return Decision(settings.latency_s, status, headers, stall_s)
+
+    def _draw_status(
+        self, settings: FaultSettings
+    ) -> tuple[int | None, tuple[tuple[str, str], ...]]:
+        remaining_s = self._limited_until - time.monotonic()
+        if remaining_s > 0:
+            return 429, _rate_limit_headers(settings, math.ceil(remaining_s))
+        if (
+            settings.rate_limit_rate
+            and self._random.random() < settings.rate_limit_rate
+        ):
+            return 429, _rate_limit_headers(settings, settings.rate_limit_reset_s)
+        if settings.error_rate and self._random.random() < settings.error_rate:
+            return self._random.choice(settings.error_statuses), ()
+        return None, ()
+
+    def _draw_stall(self, settings: FaultSettings) -> float:
+        if not settings.stall_after_commit_s:
+            return 0.0
+        if settings.stall_count > 0:
+            self._settings = dataclasses.replace(
+                settings, stall_count=settings.stall_count - 1
+            )
+            return settings.stall_after_commit_s
+        if settings.stall_rate and self._random.random() < settings.stall_rate:
+            return settings.stall_after_commit_s
+        return 0.0
+
+
+def _rate_limit_headers(
+    settings: FaultSettings, reset_s: int
+) -> tuple[tuple[str, str], ...]:
+    headers = [
+        ("X-RateLimit-Limit", str(settings.rate_limit_limit)),
+        ("X-RateLimit-Remaining", "0"),
+        ("X-RateLimit-Reset", str(reset_s)),
+    ]
+    if settings.retry_after:
+        headers.append(("Retry-After", str(reset_s)))
+    return tuple(headers)
