@@ -1,0 +1,283 @@
+"""Carry out a plan: the writes, in a safe order, then a read-back check.
+
+Order, so no write ever leaves Lago billing an event wrongly in between:
+
+1. metric creates, and metric updates that add filter values (a removal in
+   the same update waits for step 4);
+2. plan creates (one POST with their charges), plan field updates (a PUT
+   without ``charges``, which leaves charges alone), charge creates and
+   charge updates (one charge sub-resource request each, carrying
+   ``charge_model``, the complete ``properties`` and every filter: Lago
+   replaces properties and deletes filters it is not sent);
+3. charge deletes, then pruned plan deletes;
+4. metric filter value removals, once no managed plan prices them, then
+   pruned metric deletes.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from tokbill._errors import BlockedError, DriftError, LagoError, SyncError
+from tokbill.lago import LagoClient, api_path
+from tokbill.sync._changes import FORMAT_VERSION, Change, Plan
+from tokbill.sync._diff import compute_changes
+from tokbill.sync._live import LiveMetric
+from tokbill.sync._read import read_state
+from tokbill.template._model import ChargeSpec, MetricSpec, PlanSpec
+
+logger = logging.getLogger(__name__)
+
+JSON = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Write:
+    """One write request of an apply."""
+
+    method: str
+    path: str
+    description: str
+
+    def __str__(self) -> str:
+        return f"{self.method} {self.path} ({self.description})"
+
+    def to_dict(self) -> dict[str, str]:
+        """This write in the JSON apply document."""
+        return {"method": self.method, "path": self.path,
+                "description": self.description}
+
+
+class ApplyError(SyncError):
+    """A write failed; the writes before it were made, the others were not.
+
+    Re-running apply converges: it plans again from what Lago now holds.
+    """
+
+    def __init__(
+        self, message: str, *, done: tuple[Write, ...], failed: Write,
+        not_done: tuple[Write, ...],
+    ) -> None:
+        super().__init__(message)
+        self.done = done
+        """The writes Lago accepted, in order."""
+        self.failed = failed
+        """The write that failed (Lago may or may not have applied it)."""
+        self.not_done = not_done
+        """The writes that were not attempted."""
+
+
+@dataclass(frozen=True)
+class ApplyResult:
+    """What an apply did: the plan and the writes made, in order."""
+
+    plan: Plan
+    writes: tuple[Write, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        """The stable JSON document ``apply --json`` prints."""
+        return {
+            "format_version": FORMAT_VERSION,
+            "plan": self.plan.to_dict(),
+            "writes": [write.to_dict() for write in self.writes],
+        }
+
+
+@dataclass
+class _Step:
+    write: Write
+    phase: int
+    body: Callable[[], JSON | None] = field(repr=False)
+    on_result: Callable[[JSON], None] | None = field(default=None, repr=False)
+
+
+def apply_plan(client: LagoClient, plan: Plan) -> ApplyResult:
+    """Make the writes ``plan`` needs, then check Lago matches the templates.
+
+    Writes nothing when the plan has nothing to do (not even a read-back).
+    Raises :class:`BlockedError` before any write when a change is blocked,
+    :class:`ApplyError` at the first failed write, and :class:`DriftError`
+    when Lago, read back after the writes, still differs from the templates
+    (for instance a value Lago silently ignored).
+    """
+    if plan.blocked:
+        raise BlockedError(_blocked_message(plan))
+    steps = sorted(_Steps(plan).build(), key=lambda step: step.phase)
+    writes = _run(client, steps)
+    if writes:
+        _verify(client, plan)
+    return ApplyResult(plan, writes)
+
+
+def _blocked_message(plan: Plan) -> str:
+    lines = [f"{len(plan.blocked)} change(s) blocked by a safety rule; "
+             "nothing was written."]
+    for change in plan.blocked:
+        lines.append(f"- {change.label}: {change.reason} Remedy: {change.remedy}")
+    return "\n".join(lines)
+
+
+def _run(client: LagoClient, steps: list[_Step]) -> tuple[Write, ...]:
+    done: list[Write] = []
+    for index, step in enumerate(steps):
+        logger.info("Writing %s.", step.write)
+        try:
+            result = _send(client, step)
+        except LagoError as exc:
+            raise _apply_error(exc, steps, index) from exc
+        if step.on_result is not None:
+            step.on_result(result)
+        done.append(step.write)
+    return tuple(done)
+
+
+def _send(client: LagoClient, step: _Step) -> JSON:
+    method, path = step.write.method, step.write.path
+    if method == "DELETE":
+        return client.delete(path)
+    body = step.body()
+    assert body is not None
+    return client.post(path, body) if method == "POST" else client.put(path, body)
+
+
+def _apply_error(exc: LagoError, steps: list[_Step], index: int) -> ApplyError:
+    done = tuple(step.write for step in steps[:index])
+    not_done = tuple(step.write for step in steps[index + 1:])
+    made = "; ".join(str(w) for w in done) or "none"
+    message = (
+        f"Apply stopped at write {index + 1} of {len(steps)}, "
+        f"{steps[index].write}: {exc} Writes made before it: {made}. "
+        f"{len(not_done)} write(s) not attempted. Run apply again to finish: "
+        "it plans from what Lago now holds."
+    )
+    return ApplyError(message, done=done, failed=steps[index].write,
+                      not_done=not_done)
+
+
+def _verify(client: LagoClient, plan: Plan) -> None:
+    live = read_state(client, plan.template_set, prune=plan.prune)
+    left = [
+        change for change in compute_changes(
+            plan.template_set, live, allow_destroy=plan.allow_destroy,
+            prune=plan.prune,
+        )
+        if change.action != "unchanged"
+    ]
+    if left:
+        details = "; ".join(
+            f"{c.label}: " + (", ".join(f.text for f in c.fields) or c.action)
+            for c in left
+        )
+        raise DriftError(
+            f"After the apply, Lago still differs from the templates: {details}."
+        )
+
+
+class _Steps:
+    """Turns the changes of a plan into ordered write steps."""
+
+    def __init__(self, plan: Plan) -> None:
+        self.plan = plan
+        self.metric_ids = {code: m.lago_id for code, m in plan.live.metrics.items()}
+        self.created_plans = {
+            c.code for c in plan.changes if c.kind == "plan" and c.action == "create"
+        }
+
+    def build(self) -> list[_Step]:
+        steps: list[_Step] = []
+        for change in self.plan.pending:
+            if change.kind == "billable_metric":
+                steps += self._metric(change)
+            elif change.kind == "plan":
+                steps += self._plan(change)
+            elif change.plan not in self.created_plans:
+                steps += self._charge(change)
+        return steps
+
+    def _metric(self, change: Change) -> list[_Step]:
+        path = api_path("billable_metrics", change.code)
+        if change.action == "delete":
+            return [_Step(Write("DELETE", path, f"delete metric {change.code}"), 4,
+                          lambda: None)]
+        spec: MetricSpec = change.desired
+        if change.action == "create":
+            return [_Step(
+                Write("POST", "/billable_metrics", f"create metric {spec.code}"), 1,
+                lambda: {"billable_metric": spec.payload()},
+                on_result=self._remember_metric,
+            )]
+        return self._metric_update(change, spec, path)
+
+    def _metric_update(
+        self, change: Change, spec: MetricSpec, path: str
+    ) -> list[_Step]:
+        live: LiveMetric = change.live
+        filter_lines = [f for f in change.fields if f.field.startswith("filters.")]
+        adds = any(f.before is None for f in filter_lines)
+        removes = any(f.after is None for f in filter_lines)
+        other = len(filter_lines) < len(change.fields)
+        steps = []
+        if adds or (other and not removes):
+            widened = replace(spec, filters=_union(live.filters, spec.filters))
+            steps.append(_Step(
+                Write("PUT", path, f"update metric {spec.code}"), 1,
+                lambda: {"billable_metric": widened.payload()},
+            ))
+        if removes:
+            steps.append(_Step(
+                Write("PUT", path, f"remove filter values of metric {spec.code}"),
+                4, lambda: {"billable_metric": spec.payload()},
+            ))
+        return steps
+
+    def _remember_metric(self, result: JSON) -> None:
+        metric = result.get("billable_metric") or {}
+        self.metric_ids[str(metric.get("code"))] = str(metric.get("lago_id"))
+
+    def _plan(self, change: Change) -> list[_Step]:
+        path = api_path("plans", change.code)
+        if change.action == "delete":
+            return [_Step(Write("DELETE", path, f"delete plan {change.code}"), 3,
+                          lambda: None)]
+        spec: PlanSpec = change.desired
+        if change.action == "create":
+            return [_Step(
+                Write("POST", "/plans", f"create plan {spec.code} with "
+                      f"{len(spec.charges)} charge(s)"), 2,
+                lambda: {"plan": spec.payload(self.metric_ids)},
+            )]
+
+        def body() -> JSON:
+            # Without "charges", Lago leaves every charge as it is.
+            fields = spec.payload(self.metric_ids)
+            fields.pop("charges")
+            return {"plan": fields}
+
+        return [_Step(Write("PUT", path, f"update plan {spec.code}"), 2, body)]
+
+    def _charge(self, change: Change) -> list[_Step]:
+        assert change.plan is not None
+        if change.action == "delete":
+            path = api_path("plans", change.plan, "charges", change.code)
+            return [_Step(Write("DELETE", path, f"delete {change.label}"), 3,
+                          lambda: None)]
+        spec: ChargeSpec = change.desired
+
+        def body() -> JSON:
+            return {"charge": spec.payload(self.metric_ids[spec.billable_metric])}
+
+        if change.action == "create":
+            path = api_path("plans", change.plan, "charges")
+            return [_Step(Write("POST", path, f"create {change.label}"), 2, body)]
+        path = api_path("plans", change.plan, "charges", change.code)
+        return [_Step(Write("PUT", path, f"update {change.label}"), 2, body)]
+
+
+def _union(
+    left: Mapping[str, tuple[str, ...]], right: Mapping[str, tuple[str, ...]]
+) -> dict[str, tuple[str, ...]]:
+    keys = sorted(set(left) | set(right))
+    return {k: tuple(sorted({*left.get(k, ()), *right.get(k, ())})) for k in keys}

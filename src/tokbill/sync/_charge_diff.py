@@ -1,0 +1,207 @@
+"""Differences between two states of one charge, worded for a person.
+
+A price change reads ``gpt-4 / input: 0.03 -> 0.035 per 1,000 tokens
+(+16.7%)``; the default bucket (events that match no price) is labelled
+``unmatched``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from decimal import ROUND_HALF_UP, Decimal
+
+from tokbill.sync._changes import FieldChange
+from tokbill.sync._live import Bucket, ChargeState, ValuesKey
+
+FROZEN_CHARGE_FIELDS = ("charge_model", "billable_metric", "pay_in_advance")
+"""Charge fields Lago silently keeps once the plan has a subscription."""
+
+DEFAULT_BUCKET_LABEL = "unmatched"
+_PERCENT_STEP = Decimal("0.1")
+
+
+@dataclass(frozen=True)
+class UnitWords:
+    """How one unit of a metric is called: ``token`` / ``tokens``."""
+
+    singular: str
+    plural: str
+
+    @classmethod
+    def for_field(cls, field_name: str | None) -> UnitWords:
+        """Words from the metric's summed field; events for a count metric."""
+        if not field_name:
+            return cls("event", "events")
+        plural = field_name.replace("_", " ")
+        singular = plural[:-1] if plural.endswith("s") else plural
+        return cls(singular, plural)
+
+
+def per_unit(charge_model: str, bucket: Bucket, words: UnitWords) -> str:
+    """``per 1,000 tokens`` for a package price, ``per token`` for standard."""
+    size = bucket.get("package_size")
+    if charge_model == "package" and isinstance(size, int) and size != 1:
+        return f"per {size:,} {words.plural}"
+    if charge_model in ("package", "standard"):
+        return f"per {words.singular}"
+    return ""
+
+
+def percent_change(before: str, after: str) -> str | None:
+    """``+16.7%``, or ``None`` when there is no base to compare with."""
+    try:
+        old, new = Decimal(before), Decimal(after)
+    except ArithmeticError:
+        return None
+    if old == 0:
+        return None
+    ratio = ((new - old) / old * 100).quantize(_PERCENT_STEP, ROUND_HALF_UP)
+    return f"{ratio:+}%"
+
+
+def bucket_label(key: ValuesKey, price_by: Sequence[str]) -> str:
+    """``gpt-4 / input``: the filter's values in ``price_by`` order."""
+    values = dict(key)
+    order = [k for k in price_by if k in values]
+    order += sorted(k for k in values if k not in order)
+    return " / ".join(",".join(values[k]) for k in order)
+
+
+def charge_field_changes(
+    before: ChargeState,
+    after: ChargeState,
+    *,
+    price_by: Sequence[str],
+    words: UnitWords,
+) -> list[FieldChange]:
+    """Every difference between two states of a charge, charge fields first."""
+    changes = [
+        FieldChange(name, str(old), str(new), f"{name}: {old} -> {new}")
+        for name in (*FROZEN_CHARGE_FIELDS, "invoice_display_name")
+        if (old := getattr(before, name)) != (new := getattr(after, name))
+    ]
+    changes += _bucket_changes(
+        DEFAULT_BUCKET_LABEL, None, before.default, after.default,
+        (before.charge_model, after.charge_model), words,
+    )
+    for key in sorted(set(before.filters) | set(after.filters)):
+        changes += _bucket_changes(
+            bucket_label(key, price_by), key,
+            before.filters.get(key), after.filters.get(key),
+            (before.charge_model, after.charge_model), words,
+        )
+    return changes
+
+
+def describe_charge(
+    state: ChargeState, *, price_by: Sequence[str], words: UnitWords, added: bool
+) -> list[FieldChange]:
+    """One line per price of a charge being created or deleted."""
+    lines = [_presence(DEFAULT_BUCKET_LABEL, None, state.default,
+                       state.charge_model, words, added=added)]
+    lines += [
+        _presence(bucket_label(key, price_by), key, bucket,
+                  state.charge_model, words, added=added)
+        for key, bucket in sorted(state.filters.items())
+    ]
+    return lines
+
+
+def _presence(
+    label: str,
+    key: ValuesKey | None,
+    bucket: Bucket,
+    charge_model: str,
+    words: UnitWords,
+    *,
+    added: bool,
+) -> FieldChange:
+    amount = _opt(bucket.get("amount")) or ""
+    return FieldChange(
+        "properties" if key is None else "filter",
+        None if added else amount,
+        amount if added else None,
+        f"{label}: {_price_text(bucket, charge_model, words)}",
+        None if key is None else dict(key),
+    )
+
+
+def _bucket_changes(
+    label: str,
+    key: ValuesKey | None,
+    before: Bucket | None,
+    after: Bucket | None,
+    models: tuple[str, str],
+    words: UnitWords,
+) -> list[FieldChange]:
+    if after is None and before is not None:
+        return [_presence(label, key, before, models[0], words, added=False)]
+    if before is None and after is not None:
+        return [_presence(label, key, after, models[1], words, added=True)]
+    if before is None or after is None:
+        return []
+    prefix = "properties" if key is None else "filters.properties"
+    filter_values = None if key is None else dict(key)
+    return _changed_bucket(label, prefix, filter_values, before, after, models, words)
+
+
+def _changed_bucket(
+    label: str,
+    prefix: str,
+    filter_values: dict[str, tuple[str, ...]] | None,
+    before: Bucket,
+    after: Bucket,
+    models: tuple[str, str],
+    words: UnitWords,
+) -> list[FieldChange]:
+    changes = []
+    old, new = before.get("amount"), after.get("amount")
+    unit_old = per_unit(models[0], before, words)
+    unit_new = per_unit(models[1], after, words)
+    shown = {"amount", "package_size"}
+    if old is not None and new is not None and (old, unit_old) != (new, unit_new):
+        text = _amount_text(label, str(old), str(new), unit_old, unit_new)
+        changes.append(FieldChange(
+            f"{prefix}.amount", str(old), str(new), text, filter_values
+        ))
+    elif old is None or new is None:
+        shown = set()
+    props_old, props_new = dict(before.properties), dict(after.properties)
+    for name in sorted((set(props_old) | set(props_new)) - shown):
+        a, b = props_old.get(name), props_new.get(name)
+        if a != b:
+            changes.append(FieldChange(
+                f"{prefix}.{name}", _opt(a), _opt(b),
+                f"{label}: {name} {_opt(a)} -> {_opt(b)}", filter_values,
+            ))
+    if before.invoice_display_name != after.invoice_display_name:
+        a, b = before.invoice_display_name, after.invoice_display_name
+        changes.append(FieldChange(
+            "filters.invoice_display_name", a, b,
+            f"{label}: invoice_display_name {a!r} -> {b!r}", filter_values,
+        ))
+    return changes
+
+
+def _amount_text(label: str, old: str, new: str, unit_old: str, unit_new: str) -> str:
+    if unit_old != unit_new:
+        return f"{label}: {old} {unit_old} -> {new} {unit_new}".replace("  ", " ")
+    percent = percent_change(old, new)
+    suffix = f" ({percent})" if percent else ""
+    return f"{label}: {old} -> {new} {unit_new}{suffix}".replace("  ", " ")
+
+
+def _price_text(bucket: Bucket, charge_model: str, words: UnitWords) -> str:
+    amount = bucket.get("amount")
+    if amount is None:
+        return ", ".join(f"{k} {v}" for k, v in bucket.properties)
+    text = f"{amount} {per_unit(charge_model, bucket, words)}".rstrip()
+    free_units = bucket.get("free_units")
+    if free_units:
+        text += f" ({free_units:,} free {words.plural})"
+    return text
+
+
+def _opt(value: object) -> str | None:
+    return None if value is None else str(value)
