@@ -37,9 +37,17 @@ class SourceRef:
 
 
 def money_string(amount: Decimal) -> str:
-    """Render ``amount`` without exponent or trailing zeros: ``0.030`` -> ``0.03``."""
-    text = format(amount.normalize(), "f")
-    return "0" if text in ("-0", "") else text
+    """Render ``amount`` without exponent or trailing zeros: ``0.030`` -> ``0.03``.
+
+    Exact for any number of digits (``Decimal.normalize`` would round to the
+    context's 28 significant digits). Raises ``ValueError`` for NaN or infinity.
+    """
+    if not amount.is_finite():
+        raise ValueError(f"{amount} is not an amount of money.")
+    text = format(amount, "f")
+    if "." in text:
+        text = text.rstrip("0").rstrip(".")
+    return "0" if text == "-0" else text
 
 
 @dataclass(frozen=True)
@@ -76,7 +84,9 @@ class PriceSpec:
     """The price of one bucket: a charge filter, or the charge's default bucket.
 
     ``values`` is ``None`` for the default bucket, which Lago prices with the
-    charge-level properties. ``package_size`` is ``None`` for ``standard``.
+    charge-level properties. ``package_size`` is ``None`` for ``standard``, and
+    ``free_units`` is then 0. ``source`` is where the price was written (the
+    charge, for the default bucket).
     """
 
     amount: Decimal
@@ -84,6 +94,7 @@ class PriceSpec:
     package_size: int | None = None
     values: FilterValues | None = None
     invoice_display_name: str | None = None
+    source: SourceRef | None = field(default=None, compare=False)
 
     def properties(self, charge_model: ChargeModel) -> dict[str, Any]:
         """Lago's ``properties`` object for this price under ``charge_model``."""
@@ -203,4 +214,11 @@ class TemplateSet:
         for metric in self.metrics:
             if metric.code == code:
                 return metric
+        raise KeyError(code)
+
+    def plan(self, code: str) -> PlanSpec:
+        """The plan with this code; ``KeyError`` if the templates lack it."""
+        for plan in self.plans:
+            if plan.code == code:
+                return plan
         raise KeyError(code)

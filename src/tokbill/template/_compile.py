@@ -1,0 +1,399 @@
+"""Check what validated template documents mean together, and build the specs.
+
+All files are read first, then every file's metrics are registered, then every
+plan is compiled, so a charge may use a metric declared in another file. A
+metric may be declared in several files when the declarations are identical
+(two templates that share a metric each stay applicable alone); differing
+declarations, and a code declared twice in one file, are errors.
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+from tokbill.template._model import (
+    ChargeSpec,
+    MetricSpec,
+    PlanSpec,
+    PriceSpec,
+    SourceRef,
+)
+from tokbill.template._prices import PriceTree
+from tokbill.template._problems import FieldPath, Report
+from tokbill.template._schema import (
+    ChargeDocument,
+    MetricDocument,
+    PlanDocument,
+    TemplateDocument,
+)
+from tokbill.template._validate import validate, validate_split
+from tokbill.template._yaml import SourceDocument, kind_of
+
+
+@dataclass
+class _PlanParts:
+    path: FieldPath
+    header: PlanDocument | None
+    charges: list[tuple[FieldPath, ChargeDocument | None]]
+
+
+@dataclass
+class _FileParts:
+    where: SourceDocument
+    metrics: list[tuple[FieldPath, MetricDocument]] = field(default_factory=list)
+    plans: list[_PlanParts] = field(default_factory=list)
+
+
+class Compiler:
+    """Collects documents from several files into one set of specs."""
+
+    def __init__(self, report: Report) -> None:
+        self.report = report
+        self.metrics: dict[str, MetricSpec] = {}
+        self.plans: dict[str, PlanSpec] = {}
+        self._files: list[_FileParts] = []
+        self._broken_metrics: set[str] = set()
+        self._plan_sources: dict[str, SourceRef] = {}
+
+    def add(self, where: SourceDocument) -> None:
+        """Validate the shape of one parsed file and keep its parts."""
+        parts = _FileParts(where)
+        if not isinstance(where.data, dict):
+            self.report.error(
+                where,
+                (),
+                f"the template is {kind_of(where.data)}; "
+                "expected a mapping with version, billable_metrics "
+                "and plans.",
+            )
+            return
+        _, items = validate_split(
+            TemplateDocument,
+            where.data,
+            ("billable_metrics", "plans"),
+            where,
+            (),
+            self.report,
+        )
+        for path, raw in items["billable_metrics"]:
+            self._add_metric_document(parts, path, raw)
+        for path, raw in items["plans"]:
+            header, charges = validate_split(
+                PlanDocument, raw, ("charges",), where, path, self.report
+            )
+            checked = [
+                (c_path, validate(ChargeDocument, c_raw, where, c_path, self.report))
+                for c_path, c_raw in charges["charges"]
+            ]
+            parts.plans.append(_PlanParts(path, header, checked))
+        self._files.append(parts)
+
+    def compile(self) -> tuple[tuple[MetricSpec, ...], tuple[PlanSpec, ...]]:
+        """Every metric and plan of the added files, checked together."""
+        for parts in self._files:
+            for path, document in parts.metrics:
+                self._register_metric(parts.where, path, document)
+        for parts in self._files:
+            for plan in parts.plans:
+                self._compile_plan(parts.where, plan)
+        return tuple(self.metrics.values()), tuple(self.plans.values())
+
+    def _add_metric_document(
+        self, parts: _FileParts, path: FieldPath, raw: Any
+    ) -> None:
+        document = validate(MetricDocument, raw, parts.where, path, self.report)
+        if document is not None:
+            parts.metrics.append((path, document))
+        elif isinstance(raw, dict) and isinstance(raw.get("code"), str):
+            # Charges on this metric are not also reported as "unknown metric".
+            self._broken_metrics.add(raw["code"])
+
+    def _register_metric(
+        self, where: SourceDocument, path: FieldPath, document: MetricDocument
+    ) -> None:
+        spec = _metric_spec(where, path, document, self.report)
+        if spec is None:
+            self._broken_metrics.add(document.code)
+            return
+        first = self.metrics.get(spec.code)
+        if first is None:
+            self.metrics[spec.code] = spec
+        elif first.source is not None and first.source.path == where.file:
+            self.report.error(
+                where,
+                (*path, "code"),
+                f'metric "{spec.code}" is '
+                f"already declared at {first.source}; expected each "
+                "metric code once per file.",
+            )
+        elif first != spec:
+            self.report.error(
+                where,
+                path,
+                f'metric "{spec.code}" is declared differently at '
+                f"{first.source} ({', '.join(_differences(first, spec))} "
+                "differ); expected identical declarations in every file.",
+            )
+
+    def _compile_plan(self, where: SourceDocument, parts: _PlanParts) -> None:
+        compiled = [
+            (path, self._compile_charge(where, path, document))
+            for path, document in parts.charges
+            if document is not None
+        ]
+        header = parts.header
+        if header is None:
+            return
+        if not self._register_plan_code(where, parts.path, header.code):
+            return
+        charges = [charge for _, charge in compiled if charge is not None]
+        codes_unique = self._check_charge_codes(where, compiled)
+        if codes_unique and len(charges) == len(parts.charges):
+            self.plans[header.code] = _plan_spec(where, parts.path, header, charges)
+
+    def _register_plan_code(
+        self, where: SourceDocument, path: FieldPath, code: str
+    ) -> bool:
+        first = self._plan_sources.get(code)
+        if first is not None:
+            self.report.error(
+                where,
+                (*path, "code"),
+                f'plan "{code}" is already '
+                f"declared at {first}; expected unique plan codes.",
+            )
+            return False
+        self._plan_sources[code] = SourceRef(where.file, where.line_of(path))
+        return True
+
+    def _check_charge_codes(
+        self, where: SourceDocument, compiled: list[tuple[FieldPath, ChargeSpec | None]]
+    ) -> bool:
+        seen: dict[str, SourceRef | None] = {}
+        for path, charge in compiled:
+            if charge is None:
+                continue
+            if charge.code in seen:
+                self.report.error(
+                    where,
+                    (*path, "code"),
+                    f"charge code "
+                    f'"{charge.code}" is already used at '
+                    f"{seen[charge.code]}; expected a distinct code "
+                    "(it defaults to the metric code).",
+                )
+            seen.setdefault(charge.code, charge.source)
+        return len(seen) == sum(charge is not None for _, charge in compiled)
+
+    def _compile_charge(
+        self, where: SourceDocument, path: FieldPath, document: ChargeDocument
+    ) -> ChargeSpec | None:
+        metric = self.metrics.get(document.billable_metric)
+        if metric is None:
+            self._unknown_metric(where, path, document.billable_metric)
+            return None
+        if not (
+            _check_charge_model(where, path, document, self.report)
+            & _check_price_by(where, path, document, metric, self.report)
+        ):
+            return None
+        tree = _price_tree(where, self.report, document, metric)
+        filters = (
+            tree.compile(document.prices, (*path, "prices"))
+            if (document.price_by)
+            else []
+        )
+        return _charge_spec(where, path, document, tree, filters)
+
+    def _unknown_metric(
+        self, where: SourceDocument, path: FieldPath, code: str
+    ) -> None:
+        if code in self._broken_metrics:
+            return
+        known = sorted(self.metrics)
+        close = difflib.get_close_matches(code, known, n=1)
+        hint = f' (did you mean "{close[0]}"?)' if close else ""
+        listed = f"one of: {', '.join(known)}" if known else "a declared metric"
+        self.report.error(
+            where,
+            (*path, "billable_metric"),
+            f'"{code}" is not a '
+            f"metric of the given templates{hint}; expected {listed}.",
+        )
+
+
+def _metric_spec(
+    where: SourceDocument, path: FieldPath, document: MetricDocument, report: Report
+) -> MetricSpec | None:
+    field_path = (*path, "field_name")
+    if document.aggregation_type == "sum_agg" and document.field_name is None:
+        report.error(
+            where,
+            field_path,
+            "is required for sum_agg; expected the "
+            "event property to sum, such as tokens.",
+        )
+        return None
+    if document.aggregation_type == "count_agg" and document.field_name is not None:
+        report.error(
+            where,
+            field_path,
+            "is not used by count_agg, which counts "
+            "events (Lago would drop it); expected no field_name.",
+        )
+        return None
+    return MetricSpec(
+        code=document.code,
+        name=document.name,
+        aggregation_type=document.aggregation_type,
+        field_name=document.field_name,
+        description=document.description,
+        filters={
+            key: tuple(sorted(document.filters[key]))
+            for key in sorted(document.filters)
+        },
+        source=SourceRef(where.file, where.line_of(path)),
+    )
+
+
+def _differences(first: MetricSpec, second: MetricSpec) -> list[str]:
+    return [
+        f.name
+        for f in fields(MetricSpec)
+        if f.compare and getattr(first, f.name) != getattr(second, f.name)
+    ]
+
+
+def _check_charge_model(
+    where: SourceDocument, path: FieldPath, document: ChargeDocument, report: Report
+) -> bool:
+    if document.charge_model == "package":
+        if document.package_size is None:
+            report.error(
+                where,
+                (*path, "package_size"),
+                "is required for "
+                "charge_model package; expected a whole number > 0 of "
+                "units per package, such as 1000.",
+            )
+        return document.package_size is not None
+    if document.package_size is not None:
+        report.error(
+            where,
+            (*path, "package_size"),
+            "is only for charge_model "
+            "package; expected no package_size, as standard prices each "
+            "unit.",
+        )
+    if document.free_units:
+        report.error(
+            where,
+            (*path, "free_units"),
+            "is only for charge_model package; expected no free_units.",
+        )
+    return document.package_size is None and not document.free_units
+
+
+def _check_price_by(
+    where: SourceDocument,
+    path: FieldPath,
+    document: ChargeDocument,
+    metric: MetricSpec,
+    report: Report,
+) -> bool:
+    problems_before = len(report.errors)
+    keys = ", ".join(metric.filters) or "none, it declares no filters"
+    for index, key in enumerate(document.price_by):
+        key_path = (*path, "price_by", index)
+        if key in document.price_by[:index]:
+            report.error(
+                where, key_path, f'"{key}" is repeated; expected each filter key once.'
+            )
+        elif key not in metric.filters:
+            report.error(
+                where,
+                key_path,
+                f'"{key}" is not a filter key of metric '
+                f'"{metric.code}"; expected one of: {keys}.',
+            )
+    if document.price_by and document.prices is None:
+        report.error(
+            where,
+            (*path, "prices"),
+            "is required with price_by; expected "
+            "one mapping level per price_by key, with prices at the leaves.",
+        )
+    if not document.price_by and document.prices is not None:
+        report.error(
+            where,
+            (*path, "prices"),
+            "needs price_by; expected price_by "
+            f"to name the filter keys of its levels ({keys}).",
+        )
+    return len(report.errors) == problems_before
+
+
+def _price_tree(
+    where: SourceDocument, report: Report, document: ChargeDocument, metric: MetricSpec
+) -> PriceTree:
+    return PriceTree(
+        where=where,
+        report=report,
+        metric=metric,
+        price_by=tuple(document.price_by),
+        charge_model=document.charge_model,
+        package_size=document.package_size,
+        free_units=document.free_units or 0,
+        unmatched_amount=document.unmatched_amount,
+    )
+
+
+def _charge_spec(
+    where: SourceDocument,
+    path: FieldPath,
+    document: ChargeDocument,
+    tree: PriceTree,
+    filters: list[PriceSpec],
+) -> ChargeSpec:
+    source = SourceRef(where.file, where.line_of(path))
+    default = PriceSpec(
+        amount=tree.unmatched_amount,
+        free_units=tree.free_units,
+        package_size=tree.package_size,
+        source=source,
+    )
+    ordered = sorted(filters, key=lambda price: sorted((price.values or {}).items()))
+    return ChargeSpec(
+        code=document.code or document.billable_metric,
+        billable_metric=document.billable_metric,
+        charge_model=document.charge_model,
+        default=default,
+        filters=tuple(ordered),
+        price_by=tuple(document.price_by),
+        invoice_display_name=document.invoice_display_name,
+        source=source,
+    )
+
+
+def _plan_spec(
+    where: SourceDocument,
+    path: FieldPath,
+    header: PlanDocument,
+    charges: list[ChargeSpec],
+) -> PlanSpec:
+    trial = header.trial_period
+    return PlanSpec(
+        code=header.code,
+        name=header.name,
+        interval=header.interval,
+        amount_cents=header.amount_cents,
+        amount_currency=header.amount_currency,
+        pay_in_advance=header.pay_in_advance,
+        charges=tuple(charges),
+        description=header.description,
+        invoice_display_name=header.invoice_display_name,
+        trial_period=float(trial) if trial is not None else None,
+        source=SourceRef(where.file, where.line_of(path)),
+    )
