@@ -3,9 +3,11 @@ from __future__ import annotations
 import pytest
 import respx
 
-from tests.usage.conftest import KEY, URL
+from tests.usage.conftest import KEY, URL, lago_error
 from tokbill import ConfigurationError
-from tokbill.usage import Subscription, UsageClient
+from tokbill.usage import CustomerNotFoundError, Subscription, UsageClient
+
+NO_SUBSCRIPTIONS = {"subscriptions": [], "meta": {"next_page": None}}
 
 
 def test_the_key_never_appears_in_the_repr() -> None:
@@ -20,9 +22,8 @@ def test_from_env_reads_the_lago_settings(monkeypatch: pytest.MonkeyPatch) -> No
     monkeypatch.setenv("LAGO_API_KEY", KEY)
 
     with respx.mock:
-        route = respx.get(f"{URL}/subscriptions").respond(
-            json={"subscriptions": [], "meta": {"next_page": None}}
-        )
+        route = respx.get(f"{URL}/subscriptions").respond(json=NO_SUBSCRIPTIONS)
+        respx.get(f"{URL}/customers/cus_1").respond(json={"customer": {}})
         UsageClient.from_env().subscriptions("cus_1")
 
     assert route.calls.last.request.headers["Authorization"] == f"Bearer {KEY}"
@@ -67,3 +68,24 @@ def test_subscriptions_lists_the_customers_active_ones() -> None:
     params = route.calls.last.request.url.params
     assert params["external_customer_id"] == "cus_1"
     assert params["status[]"] == "active"
+
+
+@respx.mock
+def test_subscriptions_of_an_unknown_customer_says_so() -> None:
+    respx.get(f"{URL}/subscriptions").respond(json=NO_SUBSCRIPTIONS)
+    respx.get(f"{URL}/customers/cus_x").respond(
+        404, json=lago_error(404, "customer_not_found")
+    )
+
+    with pytest.raises(CustomerNotFoundError, match="'cus_x'") as caught:
+        UsageClient(URL, KEY).subscriptions("cus_x")
+
+    assert caught.value.subscription_id is None
+
+
+@respx.mock
+def test_a_known_customer_without_subscriptions_has_none() -> None:
+    respx.get(f"{URL}/subscriptions").respond(json=NO_SUBSCRIPTIONS)
+    respx.get(f"{URL}/customers/cus_1").respond(json={"customer": {}})
+
+    assert UsageClient(URL, KEY).subscriptions("cus_1") == []

@@ -11,7 +11,7 @@ import httpx
 
 from tokbill._errors import LagoError, NotFoundError
 from tokbill._settings import key_from_env, url_from_env
-from tokbill.lago import LagoClient
+from tokbill.lago import LagoClient, api_path
 from tokbill.usage._base import (
     DEFAULT_MAX_RETRIES,
     DEFAULT_MAX_STALE_S,
@@ -22,6 +22,7 @@ from tokbill.usage._base import (
 )
 from tokbill.usage._budget import BudgetStatus
 from tokbill.usage._cache import SubscriptionKey
+from tokbill.usage._errors import customer_not_found
 from tokbill.usage._model import Subscription, Usage
 
 __all__ = ["UsageClient"]
@@ -116,10 +117,17 @@ class UsageClient(UsageClientBase):
         """The customer's active subscriptions, uncached.
 
         Raises:
+            CustomerNotFoundError: Lago has no such customer.
             LagoError: the list could not be fetched.
         """
         path, params = self._subscriptions_request(customer_id)
         items = list(self._lago.paginate(path, "subscriptions", params))
+        if not items:
+            # Lago lists nothing for an unknown customer; say which it is.
+            try:
+                self._lago.get(api_path("customers", customer_id))
+            except NotFoundError as exc:
+                raise customer_not_found(customer_id) from exc
         return self._active(items, customer_id)
 
     def close(self) -> None:

@@ -31,18 +31,21 @@ __all__ = [
     "ForeignSubscriptionError",
     "SubscriptionNotActiveError",
     "UsageUnavailableError",
+    "customer_not_found",
     "is_transient",
     "not_active_error",
 ]
 
 
 class _SubscriptionUsageError(UsageError):
-    def __init__(self, message: str, *, customer_id: str, subscription_id: str) -> None:
+    def __init__(
+        self, message: str, *, customer_id: str, subscription_id: str | None
+    ) -> None:
         super().__init__(message)
         self.customer_id = customer_id
         """The external customer id that was asked for."""
         self.subscription_id = subscription_id
-        """The external subscription id that was asked for."""
+        """The external subscription id asked for; None when listing."""
 
 
 class CustomerNotFoundError(_SubscriptionUsageError):
@@ -123,7 +126,9 @@ def is_transient(exc: LagoError) -> bool:
     )
 
 
-def customer_not_found(customer_id: str, subscription_id: str) -> UsageError:
+def customer_not_found(
+    customer_id: str, subscription_id: str | None = None
+) -> UsageError:
     """The error for Lago's 404 ``customer_not_found``."""
     return CustomerNotFoundError(
         f"Lago has no customer with external id {customer_id!r}. Customers are "

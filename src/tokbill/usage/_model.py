@@ -15,7 +15,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from tokbill.template._model import FilterValues
+from tokbill.template._model import FilterValues, money_string
 from tokbill.usage._money import from_subunits
 
 __all__ = ["Subscription", "Usage", "UsageLine", "parse_usage"]
@@ -52,6 +52,20 @@ class UsageLine:
         if self.filters is None or key not in self.filters:
             return None
         return "|".join(self.filters[key])
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready document: units and amount as decimal strings."""
+        filters = self.filters
+        return {
+            "metric_code": self.metric_code,
+            "charge_code": self.charge_code,
+            "filters": None
+            if filters is None
+            else {k: list(v) for k, v in filters.items()},
+            "units": money_string(self.units),
+            "amount": str(self.amount),
+            "events_count": self.events_count,
+        }
 
 
 @dataclass(frozen=True)
@@ -104,6 +118,24 @@ class Usage:
             group = tuple(line.value(key) for key in keys)
             groups.setdefault(group, []).append(line)
         return {group: _combine(lines, keys, group) for group, lines in groups.items()}
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready document: money and units as decimal strings."""
+        return {
+            "customer_id": self.customer_id,
+            "subscription_id": self.subscription_id,
+            "period_start": self.period_start.isoformat(),
+            "period_end": self.period_end.isoformat(),
+            "currency": self.currency,
+            "amount": str(self.amount),
+            "taxes_amount": str(self.taxes_amount),
+            "total_amount": str(self.total_amount),
+            "units": money_string(self.units),
+            "fetched_at": self.fetched_at.isoformat(),
+            "stale": self.stale,
+            "age_s": round(self.age_s, 3),
+            "lines": [line.to_dict() for line in self.lines],
+        }
 
     def marked(self, *, stale: bool, age_s: float) -> Usage:
         """A copy with the staleness and age of this serving."""

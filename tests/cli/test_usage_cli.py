@@ -1,0 +1,196 @@
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+
+import httpx
+import pytest
+from click.testing import CliRunner, Result
+from tests.emulator.lago import (
+    charge,
+    create_metric,
+    create_plan,
+    package,
+    price,
+    send,
+    subscribe,
+    tokens,
+)
+
+from tokbill.cli import main
+from tokbill.emulator import EmulatorServer
+from tokbill.emulator.testing import running_emulator
+
+KEY = "test-key"
+MODELS = {"key": "model", "values": ["gpt-4", "gpt-4-32k"]}
+TYPES = {"key": "type", "values": ["input", "output"]}
+
+
+@pytest.fixture(scope="module")
+def lago() -> Iterator[EmulatorServer]:
+    """cus_1 has two active subscriptions on a GPT-4 price list, cus_2 none.
+
+    sub_a: gpt-4 input 2,500 -> ceil(2.5) = 3 packages x 0.03 = 0.09;
+           gpt-4 output 1,000 -> 1 x 0.06 = 0.06; total 0.15.
+    sub_b: gpt-4-32k output 4,001 -> ceil(4.001) = 5 x 0.12 = 0.60.
+    """
+    headers = {"Authorization": f"Bearer {KEY}"}
+    with (
+        running_emulator() as server,
+        httpx.Client(base_url=server.api_url, headers=headers) as api,
+    ):
+        metric = create_metric(api, filters=[MODELS, TYPES])
+        prices = [
+            price({"model": [model], "type": [kind]}, package(amount, 1000))
+            for model, kind, amount in [
+                ("gpt-4", "input", "0.03"),
+                ("gpt-4", "output", "0.06"),
+                ("gpt-4-32k", "input", "0.06"),
+                ("gpt-4-32k", "output", "0.12"),
+            ]
+        ]
+        create_plan(api, [charge(metric, package("0", 1000), prices)], code="gpt4")
+        for subscription in ("sub_a", "sub_b"):
+            subscribe(api, "gpt4", subscription, customer="cus_1")
+        subscribe(api, "gpt4", "sub_x", customer="cus_2")
+        api.delete("/subscriptions/sub_x").raise_for_status()
+        send(
+            api,
+            [
+                tokens("gpt-4", "input", 1200, subscription="sub_a"),
+                tokens("gpt-4", "input", 1300, subscription="sub_a"),
+                tokens("gpt-4", "output", 1000, subscription="sub_a"),
+                tokens("gpt-4-32k", "output", 4001, subscription="sub_b"),
+            ],
+        )
+        yield server
+
+
+def run(lago: EmulatorServer, *args: str) -> Result:
+    options = ["--api-url", lago.api_url, "--api-key", KEY]
+    return CliRunner().invoke(main, ["usage", *options, *args])
+
+
+def test_one_subscription_as_a_table(lago: EmulatorServer) -> None:
+    result = run(lago, "cus_1", "--subscription", "sub_a")
+
+    assert result.exit_code == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0] == "Customer cus_1, subscription sub_a"
+    assert lines[1].startswith("Period ") and lines[1].endswith(" UTC, USD")
+    rows = [line.split() for line in lines[3:]]
+    assert rows[0] == ["metric", "model", "type", "tokens", "amount"]
+    assert ["llm_tokens", "gpt-4", "input", "2,500", "0.09"] in rows
+    assert ["llm_tokens", "gpt-4", "output", "1,000", "0.06"] in rows
+    assert ["llm_tokens", "gpt-4-32k", "output", "0", "0.00"] in rows
+    assert ["llm_tokens", "(other)", "0", "0.00"] in rows
+    assert rows[-1] == ["total", "3,500", "0.15"]
+    assert result.stderr == ""
+
+
+def test_without_a_subscription_every_active_one_is_shown(lago: EmulatorServer) -> None:
+    result = run(lago, "cus_1")
+
+    assert result.exit_code == 0, result.stderr
+    assert "subscription sub_a (plan gpt4)" in result.stdout
+    assert "subscription sub_b (plan gpt4)" in result.stdout
+    totals = [
+        line.split() for line in result.stdout.splitlines() if line.startswith("total")
+    ]
+    assert sorted(totals) == [["total", "3,500", "0.15"], ["total", "4,001", "0.60"]]
+
+
+def test_json_is_one_document_with_decimal_strings(lago: EmulatorServer) -> None:
+    result = run(lago, "cus_1", "--json")
+
+    assert result.exit_code == 0, result.stderr
+    document = json.loads(result.stdout)
+    assert document["customer_id"] == "cus_1"
+    by_id = {doc["subscription_id"]: doc for doc in document["subscriptions"]}
+    sub_a, sub_b = by_id["sub_a"], by_id["sub_b"]
+    assert (sub_a["subscription_id"], sub_a["plan_code"]) == ("sub_a", "gpt4")
+    assert (sub_a["amount"], sub_a["total_amount"], sub_a["units"]) == (
+        "0.15",
+        "0.15",
+        "3500",
+    )
+    assert sub_b["amount"] == "0.60"
+    gpt4_input = next(
+        line
+        for line in sub_a["lines"]
+        if line["filters"] == {"model": ["gpt-4"], "type": ["input"]}
+    )
+    assert gpt4_input == {
+        "metric_code": "llm_tokens",
+        "charge_code": "llm_tokens",
+        "filters": {"model": ["gpt-4"], "type": ["input"]},
+        "units": "2500",
+        "amount": "0.09",
+        "events_count": 2,
+    }
+
+
+def test_watch_prints_successive_tables_when_not_a_terminal(
+    lago: EmulatorServer,
+) -> None:
+    result = run(
+        lago, "cus_1", "--subscription", "sub_b", "--watch", "0.001", "--count", "3"
+    )
+
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout.count("Every 0.001s") == 3
+    totals = [
+        line.split() for line in result.stdout.splitlines() if line.startswith("total")
+    ]
+    assert totals == [["total", "4,001", "0.60"]] * 3
+
+
+def test_an_unknown_customer_exits_1_with_a_sentence(lago: EmulatorServer) -> None:
+    result = run(lago, "cus_nobody")
+
+    assert result.exit_code == 1
+    assert result.stdout == ""
+    assert result.stderr.startswith(
+        "Error: Lago has no customer with external id 'cus_nobody'"
+    )
+
+
+def test_a_customer_without_active_subscriptions_says_so(lago: EmulatorServer) -> None:
+    result = run(lago, "cus_2")
+
+    assert result.exit_code == 1
+    assert "Customer 'cus_2' has no active subscription" in result.stderr
+
+
+def test_a_terminated_subscription_explains_the_405(lago: EmulatorServer) -> None:
+    result = run(lago, "cus_2", "--subscription", "sub_x")
+
+    assert result.exit_code == 1
+    assert "Error: Customer 'cus_2' has no active subscription 'sub_x'" in result.stderr
+    assert "terminated" in result.stderr
+
+
+def test_another_customers_subscription_names_its_owner(lago: EmulatorServer) -> None:
+    result = run(lago, "cus_2", "--subscription", "sub_a", "--json")
+
+    assert result.exit_code == 1
+    assert result.stdout == ""
+    assert "belongs to customer 'cus_1', not 'cus_2'" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--json", "--watch", "2"], "drop --watch"),
+        (["--count", "2"], "only applies with --watch"),
+        (["--watch", "0"], "--watch"),
+    ],
+    ids=["json-and-watch", "count-alone", "zero-interval"],
+)
+def test_option_mistakes_are_usage_errors(
+    lago: EmulatorServer, args: list[str], message: str
+) -> None:
+    result = run(lago, "cus_1", *args)
+
+    assert result.exit_code == 2
+    assert message in result.stderr
