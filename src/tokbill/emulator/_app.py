@@ -33,7 +33,7 @@ from tokbill.emulator import (
     _subscriptions,
     _usage,
 )
-from tokbill.emulator._common import Call
+from tokbill.emulator._common import Call, dumps
 from tokbill.emulator._faults import Faults
 from tokbill.emulator._store import Database
 
@@ -152,7 +152,7 @@ def json_response(
     status: int, body: Any, headers: tuple[tuple[str, str], ...] = ()
 ) -> Response:
     """A compact JSON response."""
-    content = json.dumps(body, separators=(",", ":"))
+    content = dumps(body)
     return Response(content, status, dict(headers), media_type="application/json")
 
 

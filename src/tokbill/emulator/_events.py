@@ -45,7 +45,12 @@ _COLUMNS = (
 
 
 def parse_timestamp(value: Any, now_s: float) -> Decimal | None:
-    """Seconds since the epoch as Lago's ``BigDecimal(timestamp.to_s)``; None if bad."""
+    """Seconds since the epoch as Lago's ``BigDecimal(timestamp.to_s)``.
+
+    None for anything else: ISO strings, booleans, objects, NaN, and values
+    past the years the platform can render (Lago would accept those and never
+    bill them).
+    """
     if value is None:
         return Decimal(repr(now_s))
     if isinstance(value, bool) or not isinstance(value, (int, float, str)):
@@ -57,8 +62,6 @@ def parse_timestamp(value: Any, now_s: float) -> Decimal | None:
             return seconds
     except (InvalidOperation, OverflowError, ValueError, OSError):
         pass
-    # A timestamp beyond the years the platform can show is refused as a bad
-    # format; Lago would accept it and never bill it.
     return None
 
 
@@ -73,10 +76,31 @@ def iso_ms(seconds: Decimal) -> str:
     return f"{stamp}.{millis:03d}Z"
 
 
+class _Timestamps:
+    """Parses a batch's timestamps once per distinct value (clients reuse them)."""
+
+    def __init__(self, now_s: float) -> None:
+        self._now_s = now_s
+        self._seen: dict[Any, tuple[float, str] | None] = {}
+
+    def resolve(self, value: Any) -> tuple[float, str] | None:
+        """``(seconds, iso8601 ms)`` for a payload timestamp, None if invalid."""
+        key = (type(value), value) if isinstance(value, bool) else value
+        if key not in self._seen:
+            seconds = parse_timestamp(value, self._now_s)
+            self._seen[key] = (
+                None if seconds is None else (float(seconds), iso_ms(seconds))
+            )
+        return self._seen[key]
+
+
+_Built = tuple[tuple[Any, ...], dict[str, Any]]
+
+
 def _build(
-    payload: Any, now_s: float, created_at: str
-) -> tuple[Any, ...] | dict[str, list[str]]:
-    """The row to insert for one event payload, or its field errors."""
+    payload: Any, timestamps: _Timestamps, created_at: str
+) -> _Built | dict[str, Any]:
+    """The row to insert and the properties of one event, or its field errors."""
     if not isinstance(payload, dict):
         return {"event": ["value_is_invalid"]}
     errors: dict[str, list[str]] = {}
@@ -86,25 +110,27 @@ def _build(
     code = payload.get("code")
     if code is None or str(code).strip() == "":
         errors["code"] = ["value_is_mandatory"]
-    seconds = parse_timestamp(payload.get("timestamp"), now_s)
-    if seconds is None:
+    moment = timestamps.resolve(payload.get("timestamp"))
+    if moment is None:
         errors["timestamp"] = ["invalid_format"]
-    if errors or seconds is None:
+    if errors or moment is None:
         return errors
     properties = payload.get("properties")
+    if not isinstance(properties, dict):
+        properties = {}
     subscription = payload.get("external_subscription_id")
     amount = payload.get("precise_total_amount_cents")
-    return (
+    row = (
         new_id(),
         str(transaction_id),
         None if subscription is None else str(subscription),
         str(code),
-        float(seconds),
-        iso_ms(seconds),
-        dumps(properties if isinstance(properties, dict) else {}),
+        *moment,
+        dumps(properties),
         None if amount is None else str(amount),
         created_at,
     )
+    return row, properties
 
 
 def serialize(row: Row) -> dict[str, Any]:
@@ -127,17 +153,20 @@ def serialize(row: Row) -> dict[str, Any]:
 def create(call: Call) -> dict[str, Any]:
     """``POST /events``: one event; a duplicate is 422 ``value_already_exist``."""
     payload = call.root("event")
-    built = _build(payload, time.time(), iso(call.db.now()))
+    built = _build(payload, _Timestamps(time.time()), iso(call.db.now()))
     if isinstance(built, dict):
         raise _errors.invalid(built)
-    if _stored_duplicates(call.db, [built]):
+    if _stored_duplicates(call.db, [built[0]]):
         raise _errors.field_error("transaction_id", "value_already_exist")
-    call.db.run(_INSERT, built)
-    return {"event": _serialize_row(built)}
+    call.db.run(_INSERT, built[0])
+    return {"event": _serialize_built(built)}
 
 
-def _serialize_row(values: tuple[Any, ...]) -> dict[str, Any]:
-    return serialize(dict(zip(_COLUMNS, values, strict=True)))
+def _serialize_built(built: _Built) -> dict[str, Any]:
+    row, properties = built
+    return serialize(
+        {**dict(zip(_COLUMNS, row, strict=True)), "properties": properties}
+    )
 
 
 def create_batch(call: Call) -> dict[str, Any]:
@@ -147,23 +176,24 @@ def create_batch(call: Call) -> dict[str, Any]:
         raise _errors.field_error("events", "no_events")
     if len(payloads) > MAX_BATCH:
         raise _errors.field_error("events", "too_many_events")
-    now_s, created_at = time.time(), iso(call.db.now())
-    rows: list[tuple[Any, ...]] = []
+    timestamps, created_at = _Timestamps(time.time()), iso(call.db.now())
+    events: list[_Built] = []
     errors: dict[str, Any] = {}
     for index, payload in enumerate(payloads):
-        built = _build(payload, now_s, created_at)
+        built = _build(payload, timestamps, created_at)
         if isinstance(built, dict):
             errors[str(index)] = built
         else:
-            rows.append(built)
+            events.append(built)
     if errors:
         raise _errors.invalid(errors)
+    rows = [row for row, _ in events]
     duplicates = _duplicate_indices(call.db, rows)
     if duplicates:
         taken = {"transaction_id": ["value_already_exist"]}
         raise _errors.invalid({str(index): taken for index in duplicates})
     call.db.run_many(_INSERT, rows)
-    return {"events": [_serialize_row(row) for row in rows]}
+    return {"events": [_serialize_built(built) for built in events]}
 
 
 def _duplicate_indices(db: Database, rows: Sequence[tuple[Any, ...]]) -> list[int]:
