@@ -35,6 +35,7 @@ from tokbill.template._yaml import SourceDocument, kind_of
 @dataclass
 class _PlanParts:
     path: FieldPath
+    code: str | None
     header: PlanDocument | None
     charges: list[tuple[FieldPath, ChargeDocument | None]]
 
@@ -87,7 +88,9 @@ class Compiler:
                 (c_path, validate(ChargeDocument, c_raw, where, c_path, self.report))
                 for c_path, c_raw in charges["charges"]
             ]
-            parts.plans.append(_PlanParts(path, header, checked))
+            code = raw.get("code") if isinstance(raw, dict) else None
+            code = code if isinstance(code, str) else None
+            parts.plans.append(_PlanParts(path, code, header, checked))
         self._files.append(parts)
 
     def compile(self) -> tuple[tuple[MetricSpec, ...], tuple[PlanSpec, ...]]:
@@ -143,10 +146,13 @@ class Compiler:
             for path, document in parts.charges
             if document is not None
         ]
+        # A plan with other problems still claims its code, so a duplicate of
+        # it is reported in the same run.
+        if parts.code is not None:
+            if not self._register_plan_code(where, parts.path, parts.code):
+                return
         header = parts.header
         if header is None:
-            return
-        if not self._register_plan_code(where, parts.path, header.code):
             return
         charges = [charge for _, charge in compiled if charge is not None]
         codes_unique = self._check_charge_codes(where, compiled)

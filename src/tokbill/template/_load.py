@@ -36,14 +36,16 @@ def load_templates(paths: Sequence[str | os.PathLike[str]]) -> TemplateSet:
         raise TemplateError(["No template files were given; expected at least one."])
     report = Report()
     compiler = Compiler(report)
+    unreadable: list[Problem] = []
     for file in files:
         document, problems = read_document(file)
-        report.errors.extend(problems)
+        unreadable.extend(problems)
         if document is not None:
             compiler.add(document)
     metrics, plans = compiler.compile()
-    if report.errors:
-        raise TemplateError([str(p) for p in _in_file_order(report.errors, files)])
+    errors = unreadable + _not_yet_reported(report.errors, unreadable)
+    if errors:
+        raise TemplateError([str(p) for p in _in_file_order(errors, files)])
     warnings = tuple(str(p) for p in _in_file_order(report.warnings, files))
     logger.debug(
         "Loaded %d template file(s): %d metric(s), %d plan(s), %d warning(s).",
@@ -70,6 +72,15 @@ def _distinct(paths: Sequence[str | os.PathLike[str]]) -> list[str]:
             seen.add(real)
             files.append(file)
     return files
+
+
+def _not_yet_reported(
+    problems: list[Problem], reported: list[Problem]
+) -> list[Problem]:
+    # A value the YAML reader refused (say, an unsupported tag) reaches the
+    # schema as null; its "is empty" would only repeat the first message.
+    seen = {(problem.file, problem.path) for problem in reported}
+    return [problem for problem in problems if (problem.file, problem.path) not in seen]
 
 
 def _in_file_order(problems: list[Problem], files: list[str]) -> list[Problem]:

@@ -152,7 +152,7 @@ def _syntax_problem(file: str, text: str, exc: yaml.YAMLError) -> Problem:
         detail = exc.problem or "invalid YAML"
         context_mark = exc.context_mark
         if exc.context and context_mark is not None:
-            detail += f" ({exc.context} at line {context_mark.line + 1})"
+            detail = f"{exc.context} at line {context_mark.line + 1}, {detail}"
         where = f"column {mark.column + 1}"
         return Problem(
             file,
