@@ -1,0 +1,324 @@
+"""validate, plan, apply and export through click: streams, JSON, exit codes."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import click
+import pytest
+import yaml
+from click.testing import CliRunner, Result
+from tests.sync.e2e import (
+    ENTERPRISE,
+    GPT4,
+    MODEL_REMOVED,
+    PRICE_RAISED,
+    SECOND_CHARGE,
+    subscribe,
+    sync,
+    write,
+    writes,
+)
+
+from tokbill.cli import main
+from tokbill.emulator import EmulatorServer
+from tokbill.lago import LagoClient
+
+PRICE_LINE = "gpt-4 / input: 0.03 -> 0.035 per 1,000 tokens (+16.7%)"
+MISSING_PRICE = GPT4.replace(', output: "0.12"}', "}")
+BAD_PACKAGE_SIZE = GPT4.replace("package_size: 1000", "package_size: 1000.0")
+STANDARD = GPT4.replace(
+    "charge_model: package\n        package_size: 1000\n        free_units: 0\n",
+    "charge_model: standard\n",
+)
+
+
+@pytest.fixture
+def client(lago_emulator: EmulatorServer) -> Iterator[LagoClient]:
+    with LagoClient(lago_emulator.api_url, "test-key") as lago:
+        yield lago
+
+
+@pytest.fixture
+def run(lago_emulator: EmulatorServer) -> Callable[..., Result]:
+    def invoke(*args: str | Path, input: str | None = None, **env: str) -> Result:
+        runner = CliRunner()
+        command = [str(a) for a in args]
+        if command[0] in ("plan", "apply", "export"):
+            command += ["--api-url", lago_emulator.api_url, "--api-key", "test-key"]
+        return runner.invoke(main, command, input=input, env=env or None,
+                             color=True)
+
+    return invoke
+
+
+def test_validate_prints_one_line_per_file_and_warnings_on_stderr(
+    run: Callable[..., Result], tmp_path: Path
+) -> None:
+    good = write(tmp_path, "gpt4.yaml", GPT4)
+    partial = write(tmp_path, "partial.yaml", MISSING_PRICE.replace("gpt4", "p"))
+
+    result = run("validate", good, partial)
+
+    assert result.exit_code == 0
+    assert result.stdout.splitlines() == [
+        f"{good}: valid; metrics llm_tokens; plans gpt4; 4 price(s).",
+        f"{partial}: valid; metrics llm_tokens; plans p; 3 price(s).",
+    ]
+    assert "Warning:" in result.stderr
+    assert "gpt-4-32k" in result.stderr
+
+
+def test_an_invalid_template_is_located_without_traceback_or_writes(
+    lago_emulator: EmulatorServer, run: Callable[..., Result], tmp_path: Path
+) -> None:
+    good = write(tmp_path, "gpt4.yaml", GPT4)
+    bad = write(tmp_path, "bad.yaml", BAD_PACKAGE_SIZE.replace("gpt4", "bad"))
+
+    checked = run("validate", bad)
+    applied = run("apply", good, bad, "--yes")
+
+    assert checked.exit_code == applied.exit_code == 1
+    assert checked.stdout == applied.stdout == ""
+    assert checked.stderr.startswith(f"Error: {bad}:")
+    assert "package_size" in checked.stderr
+    assert "Traceback" not in checked.stderr + applied.stderr
+    assert len(lago_emulator.requests) == 0
+
+
+def test_plan_json_and_detailed_exitcode(
+    run: Callable[..., Result], client: LagoClient, tmp_path: Path
+) -> None:
+    template = write(tmp_path, "gpt4.yaml", GPT4)
+
+    pending = run("plan", template, "--json", "--detailed-exitcode")
+    sync(client, template)
+    converged = run("plan", template, "--detailed-exitcode")
+    plain = run("plan", write(tmp_path, "gpt4.yaml", PRICE_RAISED))
+
+    document = json.loads(pending.stdout)
+    assert pending.exit_code == 2
+    assert document["format_version"] == 1
+    assert document["summary"]["create"] == 3
+    assert converged.exit_code == 0
+    assert "Plan: 0 to create, 0 to update" in converged.stdout
+    assert plain.exit_code == 0
+    assert PRICE_LINE in plain.stdout
+
+
+def test_a_changed_plan_shows_its_active_subscriptions(
+    run: Callable[..., Result], client: LagoClient, tmp_path: Path
+) -> None:
+    sync(client, write(tmp_path, "gpt4.yaml", GPT4))
+    subscribe(client, "gpt4", "sub_1")
+    subscribe(client, "gpt4", "sub_2")
+
+    result = run("plan", write(tmp_path, "gpt4.yaml", PRICE_RAISED), "--json")
+
+    (plan,) = [c for c in json.loads(result.stdout)["changes"] if c["kind"] == "plan"]
+    assert plan["active_subscriptions"] == 2
+    text = run("plan", tmp_path / "gpt4.yaml").stdout
+    assert "Plan gpt4 (2 active subscriptions)" in text
+
+
+def test_apply_without_a_terminal_needs_yes(
+    lago_emulator: EmulatorServer, run: Callable[..., Result], tmp_path: Path
+) -> None:
+    result = run("apply", write(tmp_path, "gpt4.yaml", GPT4))
+
+    assert result.exit_code == 1
+    assert "rerun with --yes" in result.stderr
+    assert writes(lago_emulator) == []
+
+
+@pytest.mark.parametrize(
+    ("answer", "exit_code", "write_count"), [("n\n", 1, 0), ("y\n", 0, 2)],
+    ids=["declined", "confirmed"],
+)
+def test_apply_asks_on_a_terminal(
+    lago_emulator: EmulatorServer,
+    run: Callable[..., Result],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    answer: str,
+    exit_code: int,
+    write_count: int,
+) -> None:
+    monkeypatch.setattr("tokbill.cli.sync._stdin_is_tty", lambda: True)
+
+    result = run("apply", write(tmp_path, "gpt4.yaml", GPT4), input=answer)
+
+    assert result.exit_code == exit_code
+    assert "Apply 3 change(s) to" in result.stderr
+    assert len(writes(lago_emulator)) == write_count
+
+
+def test_apply_json_lists_the_writes_and_a_reapply_makes_none(
+    lago_emulator: EmulatorServer, run: Callable[..., Result], tmp_path: Path
+) -> None:
+    template = write(tmp_path, "gpt4.yaml", GPT4)
+
+    first = json.loads(run("apply", template, "--yes", "--json").stdout)
+    lago_emulator.requests.reset()
+    again = run("apply", template, "--yes")
+
+    assert [w["path"] for w in first["writes"]] == ["/billable_metrics", "/plans"]
+    assert again.exit_code == 0
+    assert "No changes" in again.stdout
+    assert writes(lago_emulator) == []
+
+
+def _charge_dropped(client: LagoClient, tmp_path: Path) -> list[str | Path]:
+    sync(client, write(tmp_path, "gpt4.yaml", SECOND_CHARGE))
+    return [write(tmp_path, "gpt4.yaml", GPT4)]
+
+
+def _value_priced_elsewhere(client: LagoClient, tmp_path: Path) -> list[str | Path]:
+    sync(client, write(tmp_path, "gpt4.yaml", GPT4))
+    sync(client, write(tmp_path, "enterprise.yaml", ENTERPRISE))
+    return [write(tmp_path, "gpt4.yaml", MODEL_REMOVED)]
+
+
+def _interval_of_a_subscribed_plan(
+    client: LagoClient, tmp_path: Path
+) -> list[str | Path]:
+    sync(client, write(tmp_path, "gpt4.yaml", GPT4))
+    subscribe(client, "gpt4")
+    return [write(tmp_path, "gpt4.yaml", GPT4.replace("monthly", "yearly"))]
+
+
+def _model_of_a_subscribed_charge(
+    client: LagoClient, tmp_path: Path
+) -> list[str | Path]:
+    sync(client, write(tmp_path, "gpt4.yaml", GPT4))
+    subscribe(client, "gpt4")
+    return [write(tmp_path, "gpt4.yaml", STANDARD)]
+
+
+def _field_of_a_used_metric(client: LagoClient, tmp_path: Path) -> list[str | Path]:
+    sync(client, write(tmp_path, "gpt4.yaml", GPT4))
+    return [write(tmp_path, "gpt4.yaml", GPT4.replace(
+        "field_name: tokens", "field_name: total_tokens"
+    ))]
+
+
+def _plan_pruned(client: LagoClient, tmp_path: Path) -> list[str | Path]:
+    sync(client, write(tmp_path, "gpt4.yaml", GPT4))
+    sync(client, write(tmp_path, "enterprise.yaml", ENTERPRISE))
+    return [tmp_path / "gpt4.yaml", "--prune"]
+
+
+def _metric_pruned(client: LagoClient, tmp_path: Path) -> list[str | Path]:
+    sync(client, write(tmp_path, "gpt4.yaml", GPT4))
+    client.post("/billable_metrics", {"billable_metric": {
+        "code": "images", "name": "Images", "aggregation_type": "count_agg",
+    }})
+    return [tmp_path / "gpt4.yaml", "--prune"]
+
+
+BLOCKED_CASES = {
+    "charge-deleted": (_charge_dropped, "Charge llm_tokens_batch"),
+    "value-priced-elsewhere": (_value_priced_elsewhere, "plan enterprise"),
+    "plan-interval-frozen": (_interval_of_a_subscribed_plan, "gpt4_v2"),
+    "charge-model-frozen": (_model_of_a_subscribed_charge, "charge_model"),
+    "metric-field-frozen": (_field_of_a_used_metric, "used by gpt4"),
+    "plan-pruned": (_plan_pruned, "Plan enterprise is not in the templates"),
+    "metric-pruned": (_metric_pruned, "Metric images is not in the templates"),
+}
+
+
+@pytest.mark.parametrize("case", list(BLOCKED_CASES))
+def test_every_blocked_case_exits_3_and_writes_nothing(
+    lago_emulator: EmulatorServer,
+    run: Callable[..., Result],
+    client: LagoClient,
+    tmp_path: Path,
+    case: str,
+) -> None:
+    arrange, reason = BLOCKED_CASES[case]
+    args = arrange(client, tmp_path)
+    lago_emulator.requests.reset()
+
+    planned = run("plan", *args)
+    applied = run("apply", *args, "--yes")
+
+    assert planned.exit_code == applied.exit_code == 3
+    assert reason in applied.stdout
+    assert "remedy:" in applied.stdout
+    assert "blocked by a safety rule" in applied.stderr
+    assert writes(lago_emulator) == []
+
+
+@pytest.mark.parametrize(
+    ("case", "expected"),
+    [
+        ("charge-deleted",
+         [("DELETE", "/api/v1/plans/gpt4/charges/llm_tokens_batch")]),
+        ("value-priced-elsewhere", [
+            ("PUT", "/api/v1/plans/gpt4/charges/llm_tokens"),
+            ("PUT", "/api/v1/billable_metrics/llm_tokens"),
+        ]),
+        ("plan-pruned", [("DELETE", "/api/v1/plans/enterprise")]),
+        ("metric-pruned", [("DELETE", "/api/v1/billable_metrics/images")]),
+    ],
+)
+def test_allow_destroy_carries_out_what_was_blocked(
+    lago_emulator: EmulatorServer,
+    run: Callable[..., Result],
+    client: LagoClient,
+    tmp_path: Path,
+    case: str,
+    expected: list[tuple[str, str]],
+) -> None:
+    args = BLOCKED_CASES[case][0](client, tmp_path)
+    lago_emulator.requests.reset()
+
+    result = run("apply", *args, "--yes", "--allow-destroy")
+
+    assert result.exit_code == 0, result.stderr
+    assert writes(lago_emulator) == expected
+
+
+def test_export_to_stdout_and_to_a_file(
+    run: Callable[..., Result], client: LagoClient, tmp_path: Path
+) -> None:
+    sync(client, write(tmp_path, "gpt4.yaml", GPT4))
+    target = tmp_path / "out.yaml"
+
+    printed = run("export", "--plan", "gpt4")
+    saved = run("export", "-o", target)
+    missing = run("export", "--plan", "nope")
+
+    assert yaml.safe_load(printed.stdout)["plans"][0]["code"] == "gpt4"
+    assert saved.stdout == ""
+    assert f"Wrote {target}" in saved.stderr
+    assert yaml.safe_load(target.read_text())["billable_metrics"][0]["code"] == (
+        "llm_tokens"
+    )
+    assert missing.exit_code == 1
+    assert missing.stderr == "Error: Lago has no plan with code 'nope'.\n"
+
+
+@pytest.mark.parametrize(("env", "coloured"), [({}, True), ({"NO_COLOR": "1"}, False)])
+def test_colour_follows_no_color_and_prefixes_carry_the_meaning(
+    run: Callable[..., Result],
+    client: LagoClient,
+    tmp_path: Path,
+    env: dict[str, str],
+    coloured: bool,
+) -> None:
+    sync(client, write(tmp_path, "gpt4.yaml", GPT4))
+
+    result = run("plan", write(tmp_path, "gpt4.yaml", PRICE_RAISED), **env)
+
+    assert ("\x1b[" in result.stdout) is coloured
+    assert f"~ {PRICE_LINE}" in click.unstyle(result.stdout)
+
+
+def test_help_documents_the_exit_codes(run: Callable[..., Result]) -> None:
+    for command in ("validate", "plan", "apply", "export"):
+        result = CliRunner().invoke(main, [command, "--help"])
+
+        assert "3 blocked by a safety rule" in " ".join(result.stdout.split())

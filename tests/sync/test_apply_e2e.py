@@ -1,0 +1,188 @@
+"""apply against the emulator over real HTTP: writes made, their order, results."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.sync.e2e import (
+    CHARGE_PATH,
+    GPT4,
+    METRIC_PATH,
+    MODEL_ADDED,
+    MODEL_REMOVED,
+    PRICE_RAISED,
+    planned,
+    sync,
+    write,
+    writes,
+)
+from tokbill import DriftError
+from tokbill.emulator import EmulatorServer
+from tokbill.lago import LagoClient
+from tokbill.sync import ApplyError, apply_plan
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def prices(client: LagoClient, plan: str = "gpt4") -> dict[tuple[str, ...], str]:
+    charge = client.get(f"/plans/{plan}/charges/llm_tokens")["charge"]
+    return {
+        (f["values"]["model"][0], f["values"]["type"][0]): f["properties"]["amount"]
+        for f in charge["filters"]
+    }
+
+
+def filter_ids(client: LagoClient) -> dict[tuple[str, ...], str]:
+    charge = client.get("/plans/gpt4/charges/llm_tokens")["charge"]
+    return {
+        (f["values"]["model"][0], f["values"]["type"][0]): f["lago_id"]
+        for f in charge["filters"]
+    }
+
+
+def test_first_apply_creates_and_a_reapply_writes_nothing(
+    lago_emulator: EmulatorServer, client: LagoClient, tmp_path: Path
+) -> None:
+    template = write(tmp_path, "gpt4.yaml", GPT4)
+
+    first = sync(client, template)
+    lago_emulator.requests.reset()
+    second = sync(client, template)
+
+    assert [str(w.path) for w in first.writes] == ["/billable_metrics", "/plans"]
+    assert prices(client)[("gpt-4-32k", "output")] == "0.12"
+    assert second.writes == ()
+    assert writes(lago_emulator) == []
+    assert {e.method for e in lago_emulator.requests.entries()} == {"GET"}
+
+
+def test_a_price_change_writes_only_that_charge_and_keeps_ids(
+    lago_emulator: EmulatorServer, client: LagoClient, tmp_path: Path
+) -> None:
+    sync(client, write(tmp_path, "gpt4.yaml", GPT4))
+    charge_id = client.get("/plans/gpt4")["plan"]["charges"][0]["lago_id"]
+    ids_before = filter_ids(client)
+    lago_emulator.requests.reset()
+
+    sync(client, write(tmp_path, "gpt4.yaml", PRICE_RAISED))
+
+    assert writes(lago_emulator) == [("PUT", CHARGE_PATH)]
+    assert prices(client)[("gpt-4", "input")] == "0.035"
+    assert client.get("/plans/gpt4")["plan"]["charges"][0]["lago_id"] == charge_id
+    assert len(set(ids_before.values())) == 4
+    assert filter_ids(client) == ids_before
+
+
+def test_adding_a_model_adds_the_metric_value_before_pricing_it(
+    lago_emulator: EmulatorServer, client: LagoClient, tmp_path: Path
+) -> None:
+    sync(client, write(tmp_path, "gpt4.yaml", GPT4))
+    lago_emulator.requests.reset()
+
+    sync(client, write(tmp_path, "gpt4.yaml", MODEL_ADDED))
+
+    assert writes(lago_emulator) == [("PUT", METRIC_PATH), ("PUT", CHARGE_PATH)]
+    assert prices(client)[("gpt-4-turbo", "input")] == "0.01"
+
+
+def test_removing_a_model_unprices_it_before_the_metric_loses_it(
+    lago_emulator: EmulatorServer, client: LagoClient, tmp_path: Path
+) -> None:
+    sync(client, write(tmp_path, "gpt4.yaml", GPT4))
+    lago_emulator.requests.reset()
+
+    sync(client, write(tmp_path, "gpt4.yaml", MODEL_REMOVED))
+
+    assert writes(lago_emulator) == [("PUT", CHARGE_PATH), ("PUT", METRIC_PATH)]
+    metric = client.get("/billable_metrics/llm_tokens")["billable_metric"]
+    assert {f["key"]: f["values"] for f in metric["filters"]}["model"] == ["gpt-4"]
+    assert set(prices(client)) == {("gpt-4", "input"), ("gpt-4", "output")}
+
+
+def test_a_failed_write_says_what_was_done_and_a_rerun_converges(
+    lago_emulator: EmulatorServer, client: LagoClient, tmp_path: Path
+) -> None:
+    template = write(tmp_path, "gpt4.yaml", GPT4)
+    plan = planned(client, template)
+    lago_emulator.faults.update(
+        error_rate=1.0, error_statuses=(500,), path_prefix="/api/v1/plans"
+    )
+
+    with pytest.raises(ApplyError) as failure:
+        apply_plan(client, plan)
+    lago_emulator.faults.reset()
+    lago_emulator.requests.reset()
+    rerun = sync(client, template)
+
+    assert [w.path for w in failure.value.done] == ["/billable_metrics"]
+    assert failure.value.failed.path == "/plans"
+    assert "write 2 of 2" in str(failure.value)
+    assert "Run apply again" in str(failure.value)
+    assert [w.path for w in rerun.writes] == ["/plans"]
+    assert not planned(client, template).has_changes
+
+
+def test_a_failure_between_metric_and_charge_converges_on_rerun(
+    lago_emulator: EmulatorServer, client: LagoClient, tmp_path: Path
+) -> None:
+    sync(client, write(tmp_path, "gpt4.yaml", GPT4))
+    template = write(tmp_path, "gpt4.yaml", MODEL_ADDED)
+    plan = planned(client, template)
+    lago_emulator.faults.update(
+        error_rate=1.0, error_statuses=(503,), path_prefix="/api/v1/plans/"
+    )
+
+    with pytest.raises(ApplyError):
+        apply_plan(client, plan)
+    lago_emulator.faults.reset()
+    lago_emulator.requests.reset()
+    sync(client, template)
+
+    assert writes(lago_emulator) == [("PUT", CHARGE_PATH)]
+    assert not planned(client, template).has_changes
+
+
+@pytest.mark.parametrize(
+    "order",
+    [("gpt4.yaml", "gpt35-turbo.yaml"), ("gpt35-turbo.yaml", "gpt4.yaml")],
+    ids=["gpt4-first", "gpt35-first"],
+)
+def test_the_shipped_templates_converge_in_either_order(
+    lago_emulator: EmulatorServer, client: LagoClient, order: tuple[str, str]
+) -> None:
+    first, second = (REPO / "templates" / name for name in order)
+
+    sync(client, first)
+    sync(client, second)
+    lago_emulator.requests.reset()
+    again = [sync(client, first), sync(client, second)]
+
+    assert [r.writes for r in again] == [(), ()]
+    assert writes(lago_emulator) == []
+    assert not planned(client, first, second).has_changes
+    assert prices(client, "gpt4")[("gpt-4", "input")] == "0.03"
+    assert prices(client, "gpt35-turbo")[("gpt-3.5-turbo-16k", "output")] == "0.005"
+
+
+class _IgnoringChargeWrites(LagoClient):
+    """A client whose charge updates Lago answers 200 without applying."""
+
+    def put(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        if "/charges/" in path:
+            return self.get(path)
+        return super().put(path, body)
+
+
+def test_a_write_lago_ignores_is_reported_as_drift(
+    lago_emulator: EmulatorServer, client: LagoClient, tmp_path: Path
+) -> None:
+    sync(client, write(tmp_path, "gpt4.yaml", GPT4))
+    ignoring = _IgnoringChargeWrites(lago_emulator.api_url, "test-key")
+
+    with ignoring, pytest.raises(DriftError) as drift:
+        sync(ignoring, write(tmp_path, "gpt4.yaml", PRICE_RAISED))
+
+    assert "gpt-4 / input: 0.03 -> 0.035" in str(drift.value)
