@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from tokbill._errors import (
     AuthenticationError,
     BadRequestError,
@@ -24,9 +26,27 @@ from tokbill._errors import (
     UsageError,
 )
 
+if TYPE_CHECKING:
+    from tokbill.ingest import AsyncTokenMeter, TokenMeter
+
 __version__ = "0.1.0"
 
+# The meters load httpx and start machinery of their own; importing them
+# lazily keeps `import tokbill` and `tokbill-sync --help` light.
+_LAZY = {"TokenMeter": "tokbill.ingest", "AsyncTokenMeter": "tokbill.ingest"}
+
+
+def __getattr__(name: str) -> object:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'tokbill' has no attribute {name!r}")
+    import importlib
+
+    return getattr(importlib.import_module(module), name)
+
+
 __all__ = [
+    "AsyncTokenMeter",
     "AuthenticationError",
     "BadRequestError",
     "BlockedError",
@@ -44,6 +64,7 @@ __all__ = [
     "SyncError",
     "TemplateError",
     "TokbillError",
+    "TokenMeter",
     "UnprocessableError",
     "UsageError",
     "__version__",

@@ -1,0 +1,453 @@
+"""TokenMeter: record LLM token usage; a background pipeline bills it on Lago."""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import os
+import time
+import weakref
+from collections.abc import Collection, Mapping
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+from typing_extensions import Self
+
+from tokbill._errors import ConfigurationError
+from tokbill._secrets import ApiKey
+from tokbill._settings import key_from_env, resolve_api_url, url_from_env
+from tokbill.ingest._events import (
+    EventEncoder,
+    EventShape,
+    check_id,
+    check_tokens,
+    event_time,
+)
+from tokbill.ingest._hooks import DropCallback, ErrorCallback, Hooks, RateLimitCallback
+from tokbill.ingest._logs import LogLimiter
+from tokbill.ingest._options import DEFAULT_METRIC_CODE, MeterOptions
+from tokbill.ingest._report import FlushReport, MeterStats
+from tokbill.ingest._runtime import Connection, Runtime
+from tokbill.ingest._usage import Usage, anthropic_usage, openai_usage
+
+__all__ = ["MeterBase", "TokenMeter"]
+
+logger = logging.getLogger(__name__)
+
+SPOOL_DIR_ENV = "TOKBILL_SPOOL_DIR"
+
+_live_meters: weakref.WeakSet[MeterBase] = weakref.WeakSet()
+
+
+class MeterBase:
+    """What the sync and async meters share: construction and ``record``.
+
+    Guarantees of ``record`` and its variants:
+
+    - no network I/O and no wait on Lago: the events are encoded, appended to
+      the spool (one ``os.write``) if there is one, and queued in memory;
+    - it raises only for invalid arguments (``TypeError``/``ValueError``,
+      before anything is recorded), never because of Lago, the buffer or the
+      spool: an event that cannot be kept is counted in ``stats().dropped``
+      and handed to ``on_drop``;
+    - a call with a ``request_id`` always produces the same transaction ids
+      (``"<request_id>:<type>"``), so recording a retried request twice bills
+      it once; request ids must be unique per subscription.
+    """
+
+    def __init__(
+        self,
+        *,
+        api_url: str,
+        api_key: str | None = None,
+        metric_code: str = DEFAULT_METRIC_CODE,
+        spool_dir: str | os.PathLike[str] | None = None,
+        field_name: str = "tokens",
+        model_key: str = "model",
+        type_key: str = "type",
+        known_models: Collection[str] | None = None,
+        known_types: Collection[str] | None = None,
+        options: MeterOptions | None = None,
+        on_drop: DropCallback | None = None,
+        on_error: ErrorCallback | None = None,
+        on_rate_limit: RateLimitCallback | None = None,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        self._shape = EventShape(
+            code=metric_code,
+            field_name=field_name,
+            model_key=model_key,
+            type_key=type_key,
+            known_models=None if known_models is None else frozenset(known_models),
+            known_types=None if known_types is None else frozenset(known_types),
+        )
+        self._encoder = EventEncoder(self._shape)
+        self._options = options or MeterOptions()
+        self._connection = Connection(
+            resolve_api_url(api_url), ApiKey(api_key or ""), transport
+        )
+        self._spool_dir = _checked_spool_dir(spool_dir)
+        self._callbacks = (on_drop, on_error, on_rate_limit)
+        self._reported_unpriced: set[str] = set()
+        self._closed = False
+        self._runtime = self._new_runtime()
+        _live_meters.add(self)
+
+    @classmethod
+    def from_env(cls, **kwargs: Any) -> Self:
+        """A meter configured by ``LAGO_API_URL``, ``LAGO_API_KEY`` and
+        ``TOKBILL_SPOOL_DIR``; keyword arguments override them.
+
+        Raises:
+            ConfigurationError: ``LAGO_API_URL`` is unset and no api_url given.
+        """
+        kwargs.setdefault("api_url", kwargs.get("api_url") or url_from_env())
+        kwargs.setdefault("api_key", key_from_env())
+        if os.environ.get(SPOOL_DIR_ENV):
+            kwargs.setdefault("spool_dir", os.environ[SPOOL_DIR_ENV])
+        return cls(**kwargs)
+
+    @classmethod
+    def from_template(
+        cls,
+        path: str | os.PathLike[str],
+        *,
+        metric_code: str | None = None,
+        model_key: str | None = None,
+        type_key: str | None = None,
+        **kwargs: Any,
+    ) -> Self:
+        """A meter for the metric a pricing template charges for.
+
+        The metric's ``field_name`` carries the token count; its filter keys
+        hold the model (``model``, or the key given) and the type (``type``,
+        or the key whose values include ``input`` and ``output``). Models and
+        types outside the declared filter values are sent, and counted in
+        ``stats().unpriced`` and logged once per value.
+
+        Raises:
+            TemplateError: the template is invalid.
+            ConfigurationError: the metric cannot be determined.
+        """
+        from tokbill.ingest._shape import shape_from_template
+
+        shape = shape_from_template(
+            path, metric_code=metric_code, model_key=model_key, type_key=type_key
+        )
+        return cls(
+            metric_code=shape.code,
+            field_name=shape.field_name,
+            model_key=shape.model_key,
+            type_key=shape.type_key,
+            known_models=shape.known_models,
+            known_types=shape.known_types,
+            **kwargs,
+        )
+
+    @property
+    def api_url(self) -> str:
+        """The normalised URL events go to (it ends with ``/api/v1``)."""
+        return self._connection.api_url
+
+    @property
+    def metric_code(self) -> str:
+        """The billable metric code every event carries."""
+        return self._shape.code
+
+    def record(
+        self,
+        *,
+        subscription_id: str,
+        model: str,
+        input_tokens: int,
+        output_tokens: int,
+        request_id: str | None = None,
+        timestamp: float | datetime | None = None,
+        properties: Mapping[str, str | int | float] | None = None,
+        cache_read_tokens: int = 0,
+        cache_write_tokens: int = 0,
+    ) -> None:
+        """Record one LLM call: one event per non-zero token type.
+
+        ``timestamp`` defaults to now, fixed here and resent unchanged on
+        every retry. ``properties`` are added to each event. Cached prompt
+        tokens follow ``MeterOptions.cache_tokens``. A call with no tokens at
+        all records nothing.
+
+        Raises:
+            TypeError, ValueError: an argument is invalid; nothing is recorded.
+        """
+        now = time.time()
+        counts = self._token_counts(
+            check_tokens("input_tokens", input_tokens),
+            check_tokens("output_tokens", output_tokens),
+            check_tokens("cache_read_tokens", cache_read_tokens),
+            check_tokens("cache_write_tokens", cache_write_tokens),
+        )
+        check_id("subscription_id", subscription_id)
+        check_id("model", model)
+        if request_id is not None:
+            check_id("request_id", request_id)
+        when = now if timestamp is None else event_time(timestamp, now)
+        extra = self._encoder.extra_properties(properties)
+        if not counts:
+            return
+        runtime = self._runtime
+        base = request_id if request_id is not None else runtime.ids.next_id()
+        encode = self._encoder.encode
+        payloads = [
+            encode(f"{base}:{kind}", subscription_id, when, model, kind, n, extra)
+            for kind, n in counts
+        ]
+        self._check_sizes(payloads)
+        self._check_priced(model, counts)
+        if not runtime.started:
+            runtime.start()
+        runtime.pipeline.submit(payloads)
+
+    def record_openai(
+        self,
+        response: Any,
+        *,
+        subscription_id: str,
+        request_id: str | None = None,
+        model: str | None = None,
+        timestamp: float | datetime | None = None,
+        properties: Mapping[str, str | int | float] | None = None,
+    ) -> None:
+        """Record an OpenAI chat completion, Responses API response or final
+        stream chunk (object or dict). The request id defaults to the
+        response's ``id``, the model to its ``model``.
+
+        Raises:
+            ValueError: the response carries no usage, or no model is known.
+        """
+        self._record_usage(
+            openai_usage(response),
+            subscription_id=subscription_id,
+            request_id=request_id,
+            model=model,
+            timestamp=timestamp,
+            properties=properties,
+        )
+
+    def record_anthropic(
+        self,
+        message: Any,
+        *,
+        subscription_id: str,
+        request_id: str | None = None,
+        model: str | None = None,
+        timestamp: float | datetime | None = None,
+        properties: Mapping[str, str | int | float] | None = None,
+    ) -> None:
+        """Record an Anthropic message (object or dict), e.g. the result of
+        ``messages.create`` or ``stream.get_final_message()``.
+
+        Raises:
+            ValueError: the message carries no usage, or no model is known.
+        """
+        self._record_usage(
+            anthropic_usage(message),
+            subscription_id=subscription_id,
+            request_id=request_id,
+            model=model,
+            timestamp=timestamp,
+            properties=properties,
+        )
+
+    def stats(self) -> MeterStats:
+        """A consistent snapshot of the counters (see :class:`MeterStats`)."""
+        return self._runtime.stats()
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}(api_url={self.api_url!r}, "
+            f"api_key={self._connection.api_key!r}, "
+            f"metric_code={self.metric_code!r}, spool_dir={self._spool_dir!r})"
+        )
+
+    def _flush_sync(self, timeout_s: float) -> FlushReport:
+        return self._runtime.flush(timeout_s)
+
+    def _close_sync(self, timeout_s: float) -> FlushReport:
+        self._closed = True
+        _live_meters.discard(self)
+        return self._runtime.close(timeout_s)
+
+    def _record_usage(
+        self,
+        usage: Usage,
+        *,
+        subscription_id: str,
+        request_id: str | None,
+        model: str | None,
+        timestamp: float | datetime | None,
+        properties: Mapping[str, str | int | float] | None,
+    ) -> None:
+        model = model or usage.model
+        if model is None:
+            raise ValueError(
+                "The response names no model; pass model= to say which one."
+            )
+        self.record(
+            subscription_id=subscription_id,
+            model=model,
+            input_tokens=usage.input_tokens,
+            output_tokens=usage.output_tokens,
+            cache_read_tokens=usage.cache_read_tokens,
+            cache_write_tokens=usage.cache_write_tokens,
+            request_id=request_id or usage.response_id,
+            timestamp=timestamp,
+            properties=properties,
+        )
+
+    def _token_counts(
+        self, input_tokens: int, output_tokens: int, cache_read: int, cache_write: int
+    ) -> list[tuple[str, int]]:
+        if self._options.cache_tokens == "input":
+            pairs = [
+                ("input", input_tokens + cache_read + cache_write),
+                ("output", output_tokens),
+            ]
+        else:
+            pairs = [
+                ("input", input_tokens),
+                ("output", output_tokens),
+                ("cache_read", cache_read),
+                ("cache_write", cache_write),
+            ]
+        return [(kind, tokens) for kind, tokens in pairs if tokens]
+
+    def _check_sizes(self, payloads: list[bytes]) -> None:
+        limit = self._options.max_event_bytes
+        for payload in payloads:
+            if len(payload) > limit:
+                raise ValueError(
+                    f"The event is {len(payload)} bytes, over the {limit}-byte "
+                    "limit (MeterOptions.max_event_bytes); trim its properties."
+                )
+
+    def _check_priced(self, model: str, counts: list[tuple[str, int]]) -> None:
+        shape = self._shape
+        if shape.known_models is not None and model not in shape.known_models:
+            self._count_unpriced(f"model={model}", len(counts))
+        if shape.known_types is not None:
+            for kind, _ in counts:
+                if kind not in shape.known_types:
+                    self._count_unpriced(f"type={kind}", 1)
+
+    def _count_unpriced(self, value: str, events: int) -> None:
+        self._runtime.pipeline.count_unpriced(value, events)
+        if value not in self._reported_unpriced:
+            self._reported_unpriced.add(value)
+            logger.warning(
+                "Events with %s are not priced by the metric %r's filters; they "
+                "are sent and counted in stats().unpriced.",
+                value,
+                self.metric_code,
+            )
+
+    def _new_runtime(self) -> Runtime:
+        on_drop, on_error, on_rate_limit = self._callbacks
+
+        def make_hooks(limiter: LogLimiter) -> Hooks:
+            return Hooks(
+                on_drop=on_drop,
+                on_error=on_error,
+                on_rate_limit=on_rate_limit,
+                limiter=limiter,
+            )
+
+        return Runtime(
+            options=self._options,
+            connection=self._connection,
+            spool_dir=self._spool_dir,
+            make_hooks=make_hooks,
+            limiter=LogLimiter(logger, self._options.log_interval_s),
+        )
+
+    def _reset_in_child(self) -> None:
+        self._runtime.forget_after_fork()
+        self._runtime = self._new_runtime()
+        if self._closed:
+            self._runtime.pipeline.close_admission()
+
+    def _close_at_exit(self) -> None:
+        report = self._close_sync(self._options.atexit_timeout_s)
+        if report.pending:
+            where = "kept in the spool" if self._spool_dir else "lost"
+            logger.warning(
+                "At exit, %d event(s) were not yet delivered; they are %s.",
+                report.pending,
+                where,
+            )
+
+
+class TokenMeter(MeterBase):
+    """Records LLM token usage and bills it on Lago in the background.
+
+    Events go to ``POST /api/v1/events/batch`` in batches of at most 100
+    (and ``max_batch_bytes``), sent when full or after ``linger_s`` by
+    ``senders`` threads sharing one keep-alive connection pool. Threads start
+    on first use. With ``spool_dir`` every recorded event survives ``kill
+    -9`` and is sent by the next meter on that directory; without it, memory
+    is bounded by ``max_buffered_events`` and overflow is counted as dropped.
+
+    ``flush`` and ``close`` return by their deadline, whatever Lago does.
+    """
+
+    def flush(self, timeout_s: float = 5.0) -> FlushReport:
+        """Send everything recorded so far; wait at most ``timeout_s``.
+
+        ``report.complete`` tells whether it all resolved in time.
+        """
+        return self._flush_sync(timeout_s)
+
+    def close(self, timeout_s: float = 5.0) -> FlushReport:
+        """Flush, then stop; later calls return the current report at once.
+
+        What is still unsent at the deadline stays in the spool for the next
+        meter, or, without a spool, is dropped as ``shutdown`` (counted, and
+        given to ``on_drop``); a batch in flight stays pending.
+        """
+        return self._close_sync(timeout_s)
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+def _checked_spool_dir(spool_dir: str | os.PathLike[str] | None) -> Path | None:
+    if spool_dir is None:
+        return None
+    path = Path(spool_dir)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigurationError(
+            f"The spool directory {str(path)!r} cannot be created: {exc}."
+        ) from exc
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise ConfigurationError(
+            f"The spool directory {str(path)!r} is not writable by this process."
+        )
+    return path
+
+
+def _close_all_at_exit() -> None:
+    for meter in list(_live_meters):
+        meter._close_at_exit()
+
+
+def _reset_all_in_child() -> None:
+    for meter in list(_live_meters):
+        meter._reset_in_child()
+
+
+atexit.register(_close_all_at_exit)
+os.register_at_fork(after_in_child=_reset_all_in_child)

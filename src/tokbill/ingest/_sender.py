@@ -1,0 +1,330 @@
+"""A sender: takes batches from the pipeline and gets each one resolved.
+
+Per response (Lago answers the batch as a whole, all or nothing):
+
+- 2xx: every event is acked;
+- 422 with per-index ``error_details``: an index whose only error is
+  ``transaction_id: value_already_exist`` is acked (Lago has it already, e.g.
+  from a request that timed out after commit); any other index is
+  quarantined; the rest of the batch is sent again at once, not counted as a
+  retry;
+- 422 without per-index details, and other 4xx (400, 413, ...): the batch is
+  split in halves until the bad event is alone, then quarantined;
+- 401, 403, 404: sending stops for the whole meter, the events are kept, and
+  this sender probes with its batch every ``auth_probe_interval_s``;
+- transient failures: see ``_retry``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any, Final
+
+import httpx
+
+from tokbill._errors import (
+    LagoConnectionError,
+    LagoError,
+    LagoStatusError,
+    LagoTimeoutError,
+    RateLimitError,
+    describe_error_details,
+    status_error,
+)
+from tokbill.ingest._hooks import Hooks
+from tokbill.ingest._logs import LogLimiter
+from tokbill.ingest._options import MeterOptions
+from tokbill.ingest._pipeline import Item, Pipeline
+from tokbill.ingest._report import RateLimitInfo
+from tokbill.ingest._retry import DeliveryRetry, Stopped
+from tokbill.lago import retry_after_s
+
+__all__ = ["EVENTS_BATCH_PATH", "Sender"]
+
+logger = logging.getLogger(__name__)
+
+EVENTS_BATCH_PATH: Final = "/events/batch"
+_LOGGED_PATH: Final = "/api/v1/events/batch"
+_CONFIG_STATUSES: Final = frozenset({401, 403, 404})
+_DUPLICATE: Final = {"transaction_id": ["value_already_exist"]}
+_UNEXPECTED_PAUSE_S: Final = 1.0
+
+Work = list[list[Item]]
+
+
+class Sender:
+    """Delivers batches until the pipeline stops; ``run`` is a thread target."""
+
+    def __init__(
+        self,
+        *,
+        pipeline: Pipeline,
+        client: httpx.Client,
+        options: MeterOptions,
+        hooks: Hooks,
+        limiter: LogLimiter,
+        stop_event: threading.Event,
+    ) -> None:
+        self._pipeline = pipeline
+        self._client = client
+        self._options = options
+        self._hooks = hooks
+        self._limiter = limiter
+        self._stop_event = stop_event
+        self._retry = DeliveryRetry(options, pipeline, stop_event, self._on_retry)
+        self._batch_size = 0
+
+    def run(self) -> None:
+        """Take and deliver batches until the meter stops."""
+        while (batch := self._pipeline.take_batch()) is not None:
+            self._deliver(batch)
+
+    def _deliver(self, batch: list[Item]) -> None:
+        work: Work = [batch]
+        while work:
+            items = work.pop()
+            try:
+                work.extend(self._send(items))
+            except Stopped:
+                self._give_back([items, *work])
+                return
+            except LagoError as exc:
+                self._on_budget_spent(items, exc)
+            except Exception:
+                # Broad on purpose: a bug here must not kill the sender or
+                # lose the batch; it goes back to the queue, logged.
+                logger.exception("Unexpected failure while sending a batch.")
+                self._pipeline.requeue(items)
+                self._stop_event.wait(_UNEXPECTED_PAUSE_S)
+
+    def _send(self, items: list[Item]) -> Work:
+        body = b'{"events":[' + b",".join([payload for payload, _ in items]) + b"]}"
+        self._batch_size = len(items)
+        response = self._retry.call(lambda: self._post(body))
+        return self._handle(items, response)
+
+    def _post(self, body: bytes) -> httpx.Response:
+        if self._stop_event.is_set():
+            raise Stopped
+        try:
+            response = self._client.post(EVENTS_BATCH_PATH, content=body)
+        except httpx.TransportError as exc:
+            failure = _transport_error(exc)
+            self._hooks.error(failure)
+            raise failure from exc
+        self._note_rate_limit(response)
+        status = response.status_code
+        if status in (408, 429) or status >= 500:
+            error = _status_error(response)
+            self._hooks.error(error)
+            raise error
+        return response
+
+    def _handle(self, items: list[Item], response: httpx.Response) -> Work:
+        if response.status_code < 300:
+            self._acked(items)
+            return []
+        error = _status_error(response)
+        self._hooks.error(error)
+        if error.status_code in _CONFIG_STATUSES:
+            return [self._hold_until_fixed(items, error)]
+        if error.status_code == 422:
+            return self._triage(items, error)
+        return self._split_or_quarantine(items, error)
+
+    def _acked(self, items: Sequence[Item]) -> None:
+        self._pipeline.acked(items)
+        if self._pipeline.blocked is not None:
+            self._pipeline.unblock()
+            logger.warning("Lago accepts events again; sending resumed.")
+
+    def _hold_until_fixed(
+        self, items: list[Item], error: LagoStatusError
+    ) -> list[Item]:
+        self._pipeline.block(f"{error.status_code}: {error}")
+        self._limiter.log(
+            logging.ERROR,
+            f"config-{error.status_code}",
+            "%s Sending is suspended and the events are kept; check the API "
+            "key and URL. Probing again every %.0fs.",
+            error,
+            self._options.auth_probe_interval_s,
+        )
+        if self._stop_event.wait(self._options.auth_probe_interval_s):
+            raise Stopped
+        return items
+
+    def _triage(self, items: list[Item], error: LagoStatusError) -> Work:
+        per_index = _per_index(error.error_details, len(items))
+        if per_index is None:
+            return self._split_or_quarantine(items, error)
+        duplicates: list[Item] = []
+        rejected: list[tuple[Item, Any]] = []
+        rest: list[Item] = []
+        for index, item in enumerate(items):
+            detail = per_index.get(index)
+            if detail is None:
+                rest.append(item)
+            elif detail == _DUPLICATE:
+                duplicates.append(item)
+            else:
+                rejected.append((item, detail))
+        if duplicates:
+            self._pipeline.acked(duplicates)
+        if rejected:
+            self._quarantine(rejected, error.status_code)
+        return [rest] if rest else []
+
+    def _split_or_quarantine(self, items: list[Item], error: LagoStatusError) -> Work:
+        if len(items) > 1:
+            middle = len(items) // 2
+            return [items[middle:], items[:middle]]
+        detail = error.error_details or error.code or str(error)
+        self._quarantine([(items[0], detail)], error.status_code)
+        return []
+
+    def _quarantine(self, rejected: list[tuple[Item, Any]], status: int) -> None:
+        entries = [
+            {
+                "event": json.loads(payload),
+                "status": status,
+                "error": detail,
+                "quarantined_at": time.time(),
+            }
+            for (payload, _), detail in rejected
+        ]
+        self._write_dead_letters(entries)
+        self._pipeline.quarantined([item for item, _ in rejected])
+        by_reason: dict[str, list[bytes]] = {}
+        for (payload, _), detail in rejected:
+            reason = f"rejected: {describe_error_details(detail) or detail}"
+            by_reason.setdefault(reason, []).append(payload)
+        for reason, payloads in by_reason.items():
+            self._hooks.dropped(payloads, reason)
+        self._limiter.log(
+            logging.ERROR,
+            "quarantine",
+            "Lago rejected %d event(s) for good (%s); they are quarantined.",
+            len(rejected),
+            next(iter(by_reason)),
+        )
+
+    def _write_dead_letters(self, entries: list[dict[str, Any]]) -> None:
+        spool = self._pipeline.spool
+        if spool is None:
+            return
+        try:
+            spool.dead_letter(entries)
+        except OSError as exc:
+            self._limiter.log(
+                logging.ERROR,
+                "dead-letter",
+                "Could not write the dead-letter file %s: %s.",
+                spool.dead_letter_path,
+                exc,
+            )
+
+    def _give_back(self, work: Work) -> None:
+        for items in work:
+            self._pipeline.abandon(items)
+
+    def _on_budget_spent(self, items: list[Item], exc: LagoError) -> None:
+        if self._stop_event.is_set():
+            self._pipeline.abandon(items)
+            return
+        self._limiter.log(
+            logging.WARNING,
+            "budget",
+            "Gave up retrying a batch of %d event(s) for now (%s); it goes to "
+            "the back of the queue.",
+            len(items),
+            exc,
+        )
+        self._pipeline.requeue(items)
+
+    def _on_retry(self, exc: BaseException, delay_s: float) -> None:
+        self._pipeline.count_retry(self._batch_size)
+        kind = getattr(exc, "status_code", type(exc).__name__)
+        self._limiter.log(
+            logging.WARNING, f"retry-{kind}", "%s Retrying in %.2fs.", exc, delay_s
+        )
+
+    def _note_rate_limit(self, response: httpx.Response) -> None:
+        headers = response.headers
+        is_429 = response.status_code == 429
+        if not is_429 and "x-ratelimit-remaining" not in headers:
+            return
+        wait_s: float | None = None
+        if is_429:
+            hinted_s = retry_after_s(headers)
+            if hinted_s is not None:
+                wait_s = min(hinted_s, self._options.max_rate_limit_wait_s)
+                self._pipeline.pause_for(wait_s)
+        self._hooks.rate_limited(
+            RateLimitInfo(
+                limit=_int_or_none(headers.get("x-ratelimit-limit")),
+                remaining=_int_or_none(headers.get("x-ratelimit-remaining")),
+                reset_s=_float_or_none(headers.get("x-ratelimit-reset")),
+                wait_s=wait_s,
+            )
+        )
+
+
+def _status_error(response: httpx.Response) -> LagoStatusError:
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    error = status_error(
+        method="POST",
+        path=_LOGGED_PATH,
+        status_code=response.status_code,
+        reason=response.reason_phrase,
+        body=body if isinstance(body, Mapping) else None,
+    )
+    if isinstance(error, RateLimitError):
+        error.retry_after_s = retry_after_s(response.headers)
+    return error
+
+
+def _transport_error(exc: httpx.TransportError) -> LagoConnectionError:
+    if isinstance(exc, httpx.TimeoutException):
+        return LagoTimeoutError(
+            f"POST {_LOGGED_PATH} timed out ({type(exc).__name__}); the batch "
+            "is sent again with the same ids.",
+            method="POST",
+            path=_LOGGED_PATH,
+        )
+    return LagoConnectionError(
+        f"POST {_LOGGED_PATH} got no response: {exc or type(exc).__name__}.",
+        method="POST",
+        path=_LOGGED_PATH,
+        request_sent=not isinstance(exc, httpx.ConnectError),
+    )
+
+
+def _per_index(details: Any, size: int) -> dict[int, Any] | None:
+    if not isinstance(details, Mapping) or not details:
+        return None
+    keys = [str(key) for key in details]
+    if not all(key.isdigit() and int(key) < size for key in keys):
+        return None
+    return {int(key): value for key, value in details.items()}
+
+
+def _int_or_none(value: str | None) -> int | None:
+    try:
+        return int(value) if value is not None else None
+    except ValueError:
+        return None
+
+
+def _float_or_none(value: str | None) -> float | None:
+    try:
+        return float(value) if value is not None else None
+    except ValueError:
+        return None
