@@ -8,6 +8,10 @@
     u.by("model", "type")[("gpt-4", "input")].units
     usage.check_budget("cus_1", "sub_1", limit=Decimal("50")).exceeded
 
+    # Lago's figure plus what a meter recorded but Lago has not seen yet:
+    estimate = usage.estimate("cus_1", "sub_1", meter=meter, templates=templates)
+    estimate.amount, estimate.pending_amount    # total, and the estimated part
+
 Names starting with ``_`` are private.
 """
 
@@ -22,17 +26,21 @@ from tokbill.usage._errors import (
     SubscriptionNotActiveError,
     UsageUnavailableError,
 )
+from tokbill.usage._estimate import EstimatedLine, PendingEvents, UsageEstimate
 from tokbill.usage._model import Subscription, Usage, UsageLine
 
 __all__ = [
     "AsyncUsageClient",
     "BudgetStatus",
     "CustomerNotFoundError",
+    "EstimatedLine",
     "ForeignSubscriptionError",
+    "PendingEvents",
     "Subscription",
     "SubscriptionNotActiveError",
     "Usage",
     "UsageClient",
+    "UsageEstimate",
     "UsageLine",
     "UsageUnavailableError",
 ]

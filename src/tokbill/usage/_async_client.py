@@ -12,6 +12,7 @@ import httpx
 from tokbill._errors import LagoError, NotFoundError
 from tokbill._settings import key_from_env, url_from_env
 from tokbill.lago import AsyncLagoClient, api_path
+from tokbill.template._model import TemplateSet
 from tokbill.usage._base import (
     DEFAULT_MAX_RETRIES,
     DEFAULT_MAX_STALE_S,
@@ -23,6 +24,12 @@ from tokbill.usage._base import (
 from tokbill.usage._budget import BudgetStatus
 from tokbill.usage._cache import SubscriptionKey
 from tokbill.usage._errors import customer_not_found
+from tokbill.usage._estimate import (
+    PendingEvents,
+    UsageEstimate,
+    choose_plan,
+    estimate_usage,
+)
 from tokbill.usage._model import Subscription, Usage
 
 __all__ = ["AsyncUsageClient"]
@@ -98,6 +105,31 @@ class AsyncUsageClient(UsageClientBase):
         """
         usage = await self.current(customer_id, subscription_id)
         return self._budget(usage, limit)
+
+    async def estimate(
+        self,
+        customer_id: str,
+        subscription_id: str,
+        *,
+        meter: PendingEvents,
+        templates: TemplateSet,
+        plan_code: str | None = None,
+    ) -> UsageEstimate:
+        """:meth:`current` plus the events ``meter`` holds but Lago has not seen.
+
+        The pending events are priced with ``plan_code`` from ``templates``
+        (the only plan when there is one) using Lago's package formula per
+        bucket; ``UsageEstimate.pending_amount`` is the estimated part. See
+        ``tokbill.usage._estimate`` for what the estimate cannot see.
+
+        Raises:
+            ValueError: ``plan_code`` is missing or unknown (see choose_plan).
+            UsageError: as :meth:`current`.
+        """
+        plan = choose_plan(templates, plan_code)
+        usage = await self.current(customer_id, subscription_id)
+        events = meter.pending_events(subscription_id)
+        return estimate_usage(usage, events, plan, templates)
 
     async def subscriptions(self, customer_id: str) -> list[Subscription]:
         """The customer's active subscriptions, uncached.

@@ -18,7 +18,7 @@ from typing import Any
 from tokbill.template._model import FilterValues, money_string
 from tokbill.usage._money import from_subunits
 
-__all__ = ["Subscription", "Usage", "UsageLine", "parse_usage"]
+__all__ = ["Subscription", "Usage", "UsageLine", "combine_lines", "parse_usage"]
 
 GroupKey = tuple[str | None, ...]
 
@@ -117,7 +117,9 @@ class Usage:
         for line in self.lines:
             group = tuple(line.value(key) for key in keys)
             groups.setdefault(group, []).append(line)
-        return {group: _combine(lines, keys, group) for group, lines in groups.items()}
+        return {
+            group: combine_lines(lines, keys, group) for group, lines in groups.items()
+        }
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready document: money and units as decimal strings."""
@@ -142,9 +144,10 @@ class Usage:
         return dataclasses.replace(self, stale=stale, age_s=age_s)
 
 
-def _combine(
+def combine_lines(
     lines: list[UsageLine], keys: tuple[str, ...], group: GroupKey
 ) -> UsageLine:
+    """One line standing for a group: the line itself, or the lines summed."""
     if len(lines) == 1:
         return lines[0]
     filters = {
