@@ -1,4 +1,4 @@
-"""Usage end to end: templates/gpt4.yaml applied to the emulator, real HTTP.
+"""Usage end to end: ``tokbill-sync apply templates/gpt4.yaml``, TokenMeter, usage.
 
 The hand-computed figures (package of 1,000 tokens, paid per started package):
 
@@ -26,9 +26,8 @@ from tests.usage.conftest import FakeClock
 from tokbill.cli import main
 from tokbill.emulator import EmulatorServer
 from tokbill.emulator.testing import running_emulator
+from tokbill.ingest import TokenMeter
 from tokbill.lago import LagoClient
-from tokbill.sync import apply_plan, make_plan, read_state
-from tokbill.template import load_templates
 from tokbill.usage import (
     AsyncUsageClient,
     CustomerNotFoundError,
@@ -53,33 +52,38 @@ EXPECTED = {
 }
 
 
-def record_calls(api: LagoClient, subscription_id: str) -> None:
-    events = [
-        {
-            "transaction_id": f"{subscription_id}-{n}-{kind}",
-            "external_subscription_id": subscription_id,
-            "code": "llm_tokens",
-            "properties": {"model": model, "type": kind, "tokens": count},
-        }
-        for n, (model, input_tokens, output_tokens) in enumerate(CALLS)
-        for kind, count in (("input", input_tokens), ("output", output_tokens))
-    ]
-    api.post("/events/batch", {"events": events})
+def apply_gpt4(server: EmulatorServer) -> None:
+    args = ["apply", str(GPT4_TEMPLATE), "--yes", "--api-url", server.api_url]
+    result = CliRunner().invoke(main, [*args, "--api-key", KEY])
+    assert result.exit_code == 0, result.stderr
+
+
+def record_calls(server: EmulatorServer, subscription_id: str) -> None:
+    with TokenMeter(api_url=server.api_url, api_key=KEY) as meter:
+        for n, (model, input_tokens, output_tokens) in enumerate(CALLS):
+            meter.record(
+                subscription_id=subscription_id,
+                model=model,
+                input_tokens=input_tokens,
+                output_tokens=output_tokens,
+                request_id=f"req-{n}",
+            )
+        report = meter.flush(timeout_s=10.0)
+    assert (report.complete, report.acked) == (True, 2 * len(CALLS))
 
 
 @pytest.fixture(scope="module")
 def lago() -> Iterator[EmulatorServer]:
-    """gpt4.yaml applied; cus_e2e on plan gpt4 (sub_e2e) with CALLS recorded."""
-    templates = load_templates([GPT4_TEMPLATE])
+    """gpt4.yaml applied; cus_e2e on plan gpt4 (sub_e2e) with CALLS metered."""
     with running_emulator() as server, LagoClient(server.api_url, KEY) as api:
-        apply_plan(api, make_plan(templates, read_state(api, templates)))
+        apply_gpt4(server)
         subscription = {
             "external_customer_id": "cus_e2e",
             "plan_code": "gpt4",
             "external_id": "sub_e2e",
         }
         api.post("/subscriptions", {"subscription": subscription})
-        record_calls(api, "sub_e2e")
+        record_calls(server, "sub_e2e")
         yield server
 
 
