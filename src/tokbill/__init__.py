@@ -28,12 +28,18 @@ from tokbill._errors import (
 
 if TYPE_CHECKING:
     from tokbill.ingest import AsyncTokenMeter, TokenMeter
+    from tokbill.usage import AsyncUsageClient, UsageClient
 
 __version__ = "0.1.0"
 
-# The meters load httpx and start machinery of their own; importing them
-# lazily keeps `import tokbill` and `tokbill-sync --help` light.
-_LAZY = {"TokenMeter": "tokbill.ingest", "AsyncTokenMeter": "tokbill.ingest"}
+# The meters and usage clients load httpx and machinery of their own;
+# importing them lazily keeps `import tokbill` and `tokbill-sync --help` light.
+_LAZY = {
+    "TokenMeter": "tokbill.ingest",
+    "AsyncTokenMeter": "tokbill.ingest",
+    "UsageClient": "tokbill.usage",
+    "AsyncUsageClient": "tokbill.usage",
+}
 
 
 def __getattr__(name: str) -> object:
@@ -47,6 +53,7 @@ def __getattr__(name: str) -> object:
 
 __all__ = [
     "AsyncTokenMeter",
+    "AsyncUsageClient",
     "AuthenticationError",
     "BadRequestError",
     "BlockedError",
@@ -66,6 +73,7 @@ __all__ = [
     "TokbillError",
     "TokenMeter",
     "UnprocessableError",
+    "UsageClient",
     "UsageError",
     "__version__",
 ]

@@ -89,3 +89,12 @@ def test_a_known_customer_without_subscriptions_has_none() -> None:
     respx.get(f"{URL}/customers/cus_1").respond(json={"customer": {}})
 
     assert UsageClient(URL, KEY).subscriptions("cus_1") == []
+
+
+def test_the_clients_are_importable_from_the_package_root() -> None:
+    import tokbill
+    from tokbill.usage import AsyncUsageClient
+
+    assert tokbill.UsageClient is UsageClient
+    assert tokbill.AsyncUsageClient is AsyncUsageClient
+    assert {"UsageClient", "AsyncUsageClient"} <= set(tokbill.__all__)
