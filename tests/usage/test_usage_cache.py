@@ -129,8 +129,8 @@ def test_when_lago_fails_the_last_good_value_is_served_stale_with_its_age(
 
 
 @respx.mock
-def test_a_failing_lago_is_asked_once_per_ttl(
-    gpt4_body: dict[str, Any], clock: FakeClock
+def test_a_failing_lago_is_asked_once_per_ttl_and_logged_once(
+    gpt4_body: dict[str, Any], clock: FakeClock, caplog: pytest.LogCaptureFixture
 ) -> None:
     route = respx.get(USAGE_URL).mock(
         side_effect=[httpx.Response(200, json=gpt4_body), httpx.ConnectError("down")]
@@ -147,6 +147,10 @@ def test_a_failing_lago_is_asked_once_per_ttl(
 
     assert route.call_count == 2
     assert ages == [5.0, 7.0, 9.0]
+    warnings = [r for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 1
+    assert "marked stale" in warnings[0].getMessage()
+    assert KEY not in caplog.text
 
 
 @respx.mock

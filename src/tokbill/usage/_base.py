@@ -13,7 +13,6 @@ from tokbill._errors import LagoError, UsageError
 from tokbill.lago import api_path
 from tokbill.usage._budget import BudgetStatus, budget_status, to_limit
 from tokbill.usage._cache import Failure, SubscriptionKey, UsageCache
-from tokbill.usage._errors import needs_lookup
 from tokbill.usage._model import Subscription, Usage, parse_usage
 
 __all__ = [
@@ -85,10 +84,6 @@ class UsageClientBase:
             "external_customer_id": customer_id,
             "status[]": "active",
         }
-
-    @staticmethod
-    def _needs_lookup(exc: LagoError) -> bool:
-        return needs_lookup(exc)
 
     def _store(self, key: SubscriptionKey, body: Mapping[str, Any]) -> Usage:
         try:

@@ -23,7 +23,7 @@ from tokbill.usage._base import (
 )
 from tokbill.usage._budget import BudgetStatus
 from tokbill.usage._cache import SubscriptionKey
-from tokbill.usage._errors import customer_not_found
+from tokbill.usage._errors import customer_not_found, needs_lookup
 from tokbill.usage._estimate import (
     PendingEvents,
     UsageEstimate,
@@ -185,7 +185,7 @@ class UsageClient(UsageClientBase):
         try:
             body = self._lago.get(path, params)
         except LagoError as exc:
-            found = self._find(key[1]) if self._needs_lookup(exc) else None
+            found = self._find(key[1]) if needs_lookup(exc) else None
             return self._fail(key, exc, found)
         return self._store(key, body)
 

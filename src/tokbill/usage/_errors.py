@@ -4,7 +4,7 @@
     ├── CustomerNotFoundError         Lago has no such customer (404)
     ├── SubscriptionNotActiveError    405 no_active_subscription
     │   └── ForeignSubscriptionError  the subscription is another customer's
-    └── UsageUnavailableError         Lago failed and no usable stale value
+    └── UsageUnavailableError         Lago failed; nothing cached may stand in
 
 Each is raised ``from`` the Lago error that caused it, so ``__cause__`` keeps
 the method, path, status and Lago's error code.
@@ -93,7 +93,11 @@ class ForeignSubscriptionError(SubscriptionNotActiveError):
 
 
 class UsageUnavailableError(_SubscriptionUsageError):
-    """Lago failed, and no cached value is recent enough to serve instead.
+    """Lago failed, and no cached value may stand in.
+
+    Either the failure is transient and the last good value is missing or
+    older than ``max_stale_s``, or it is one an old figure must not hide,
+    such as a rejected API key (401) or a denied permission (403).
 
     ``stale_age_s`` is the age of the last good value that was too old to
     serve, or None when there was none.
