@@ -79,6 +79,27 @@ def test_several_yaml_documents_in_one_file_are_refused(files: TemplateFiles) ->
     )
 
 
+def test_a_control_character_is_located(files: TemplateFiles) -> None:
+    files.write(GOOD.replace("name: GPT-4", "name: GPT\x01-4"))
+
+    assert files.problems() == [
+        f"t.yaml:{files.line('GPT')}: the file cannot be read as YAML: character "
+        "U+0001: special characters are not allowed."
+    ]
+
+
+def test_an_alias_bomb_is_refused_without_expanding_it(files: TemplateFiles) -> None:
+    levels = ["version: 1", "a0: &a0 [x, x, x, x, x, x, x, x, x, x]"]
+    for level in range(1, 9):
+        levels.append(f"a{level}: &a{level} [{', '.join([f'*a{level - 1}'] * 10)}]")
+    files.write("\n".join(levels) + "\n")
+
+    assert files.problems() == [
+        "t.yaml:1: the file expands to more than 100000 values through aliases; "
+        "expected a template."
+    ]
+
+
 def test_a_template_must_be_a_mapping(files: TemplateFiles) -> None:
     files.write("- version: 1\n")
 

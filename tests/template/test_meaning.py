@@ -68,7 +68,7 @@ def test_empty_prices_warn_that_everything_bills_at_unmatched_amount(
     files.write(text.replace('unmatched_amount: "0"', "unmatched_amount: 0.5"))
 
     assert files.load().warnings == (
-        f"t.yaml:{files.line('prices: {}')}: {CHARGE}.prices: prices is empty; "
+        f"t.yaml:{files.line('prices: {}')}: {CHARGE}.prices: is empty; "
         "every event bills at unmatched_amount (0.5 per package).",
     )
 

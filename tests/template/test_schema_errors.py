@@ -302,3 +302,31 @@ def test_metric_filter_values_are_unique_text(
     assert problems[0] == (
         f"t.yaml:{files.line('  model: ')}: billable_metrics[0].{message}"
     )
+
+
+def test_an_item_that_is_not_a_mapping_lists_the_keys_it_needs(
+    files: TemplateFiles,
+) -> None:
+    files.write("version: 1\nbillable_metrics: [llm_tokens]\nplans:\n")
+
+    assert files.problems() == [
+        "t.yaml:2: billable_metrics[0]: llm_tokens is a string; expected a mapping "
+        "with the keys code, name, aggregation_type, field_name, description, "
+        "filters.",
+        "t.yaml:3: plans: is empty; expected a list of plans.",
+    ]
+
+
+def test_items_are_still_checked_when_a_sibling_list_is_malformed(
+    files: TemplateFiles,
+) -> None:
+    files.write(
+        "version: 1\nplans: {gpt4: 1}\nbillable_metrics:\n"
+        "  - {code: calls, name: Calls, aggregation_type: count_agg, bogus: 1}\n"
+    )
+
+    assert files.problems() == [
+        "t.yaml:2: plans: is a mapping; expected a list of plans.",
+        "t.yaml:4: billable_metrics[0].bogus: unknown key; expected one of: code, "
+        "name, aggregation_type, field_name, description, filters.",
+    ]

@@ -62,35 +62,18 @@ class Compiler:
         """Validate the shape of one parsed file and keep its parts."""
         parts = _FileParts(where)
         if not isinstance(where.data, dict):
-            self.report.error(
-                where,
-                (),
-                f"the template is {kind_of(where.data)}; "
-                "expected a mapping with version, billable_metrics "
-                "and plans.",
-            )
+            message = f"the template is {kind_of(where.data)}; expected a mapping "
+            message += "with version, billable_metrics and plans."
+            self.report.error(where, (), message)
             return
+        lists = ("billable_metrics", "plans")
         _, items = validate_split(
-            TemplateDocument,
-            where.data,
-            ("billable_metrics", "plans"),
-            where,
-            (),
-            self.report,
+            TemplateDocument, where.data, lists, where, (), self.report
         )
         for path, raw in items["billable_metrics"]:
             self._add_metric_document(parts, path, raw)
         for path, raw in items["plans"]:
-            header, charges = validate_split(
-                PlanDocument, raw, ("charges",), where, path, self.report
-            )
-            checked = [
-                (c_path, validate(ChargeDocument, c_raw, where, c_path, self.report))
-                for c_path, c_raw in charges["charges"]
-            ]
-            code = raw.get("code") if isinstance(raw, dict) else None
-            code = code if isinstance(code, str) else None
-            parts.plans.append(_PlanParts(path, code, header, checked))
+            parts.plans.append(self._plan_parts(where, path, raw))
         self._files.append(parts)
 
     def compile(self) -> tuple[tuple[MetricSpec, ...], tuple[PlanSpec, ...]]:
@@ -113,6 +96,21 @@ class Compiler:
             # Charges on this metric are not also reported as "unknown metric".
             self._broken_metrics.add(raw["code"])
 
+    def _plan_parts(
+        self, where: SourceDocument, path: FieldPath, raw: Any
+    ) -> _PlanParts:
+        header, items = validate_split(
+            PlanDocument, raw, ("charges",), where, path, self.report
+        )
+        charges = [
+            (item_path, validate(ChargeDocument, item, where, item_path, self.report))
+            for item_path, item in items["charges"]
+        ]
+        code = raw.get("code") if isinstance(raw, dict) else None
+        return _PlanParts(
+            path, code if isinstance(code, str) else None, header, charges
+        )
+
     def _register_metric(
         self, where: SourceDocument, path: FieldPath, document: MetricDocument
     ) -> None:
@@ -124,21 +122,15 @@ class Compiler:
         if first is None:
             self.metrics[spec.code] = spec
         elif first.source is not None and first.source.path == where.file:
-            self.report.error(
-                where,
-                (*path, "code"),
-                f'metric "{spec.code}" is '
-                f"already declared at {first.source}; expected each "
-                "metric code once per file.",
-            )
+            message = f'metric "{spec.code}" is already declared at {first.source}; '
+            message += "expected each metric code once per file."
+            self.report.error(where, (*path, "code"), message)
         elif first != spec:
-            self.report.error(
-                where,
-                path,
-                f'metric "{spec.code}" is declared differently at '
-                f"{first.source} ({', '.join(_differences(first, spec))} "
-                "differ); expected identical declarations in every file.",
-            )
+            differing = ", ".join(_differences(first, spec))
+            message = f'metric "{spec.code}" is declared differently at '
+            message += f"{first.source} ({differing} differ); expected identical "
+            message += "declarations in every file."
+            self.report.error(where, path, message)
 
     def _compile_plan(self, where: SourceDocument, parts: _PlanParts) -> None:
         compiled = [
@@ -155,7 +147,7 @@ class Compiler:
         if header is None:
             return
         charges = [charge for _, charge in compiled if charge is not None]
-        codes_unique = self._check_charge_codes(where, compiled)
+        codes_unique = self._charge_codes_unique(where, compiled)
         if codes_unique and len(charges) == len(parts.charges):
             self.plans[header.code] = _plan_spec(where, parts.path, header, charges)
 
@@ -164,34 +156,30 @@ class Compiler:
     ) -> bool:
         first = self._plan_sources.get(code)
         if first is not None:
-            self.report.error(
-                where,
-                (*path, "code"),
-                f'plan "{code}" is already '
-                f"declared at {first}; expected unique plan codes.",
-            )
+            message = f'plan "{code}" is already declared at {first}; expected '
+            message += "unique plan codes."
+            self.report.error(where, (*path, "code"), message)
             return False
         self._plan_sources[code] = SourceRef(where.file, where.line_of(path))
         return True
 
-    def _check_charge_codes(
+    def _charge_codes_unique(
         self, where: SourceDocument, compiled: list[tuple[FieldPath, ChargeSpec | None]]
     ) -> bool:
-        seen: dict[str, SourceRef | None] = {}
+        first_use: dict[str, SourceRef | None] = {}
+        unique = True
         for path, charge in compiled:
             if charge is None:
                 continue
-            if charge.code in seen:
-                self.report.error(
-                    where,
-                    (*path, "code"),
-                    f"charge code "
-                    f'"{charge.code}" is already used at '
-                    f"{seen[charge.code]}; expected a distinct code "
-                    "(it defaults to the metric code).",
-                )
-            seen.setdefault(charge.code, charge.source)
-        return len(seen) == sum(charge is not None for _, charge in compiled)
+            if charge.code not in first_use:
+                first_use[charge.code] = charge.source
+                continue
+            unique = False
+            message = f'charge code "{charge.code}" is already used at '
+            message += f"{first_use[charge.code]}; expected a distinct code (it "
+            message += "defaults to the metric code)."
+            self.report.error(where, (*path, "code"), message)
+        return unique
 
     def _compile_charge(
         self, where: SourceDocument, path: FieldPath, document: ChargeDocument
@@ -200,17 +188,15 @@ class Compiler:
         if metric is None:
             self._unknown_metric(where, path, document.billable_metric)
             return None
-        if not (
-            _check_charge_model(where, path, document, self.report)
-            & _check_price_by(where, path, document, metric, self.report)
-        ):
+        # Both checks run, so both kinds of problem show in one run.
+        model_ok = _check_charge_model(where, path, document, self.report)
+        price_by_ok = _check_price_by(where, path, document, metric, self.report)
+        if not (model_ok and price_by_ok):
             return None
         tree = _price_tree(where, self.report, document, metric)
-        filters = (
-            tree.compile(document.prices, (*path, "prices"))
-            if (document.price_by)
-            else []
-        )
+        filters = []
+        if document.price_by:
+            filters = tree.compile(document.prices, (*path, "prices"))
         return _charge_spec(where, path, document, tree, filters)
 
     def _unknown_metric(
@@ -222,12 +208,9 @@ class Compiler:
         close = difflib.get_close_matches(code, known, n=1)
         hint = f' (did you mean "{close[0]}"?)' if close else ""
         listed = f"one of: {', '.join(known)}" if known else "a declared metric"
-        self.report.error(
-            where,
-            (*path, "billable_metric"),
-            f'"{code}" is not a '
-            f"metric of the given templates{hint}; expected {listed}.",
-        )
+        message = f'"{code}" is not a metric of the given templates{hint}; '
+        message += f"expected {listed}."
+        self.report.error(where, (*path, "billable_metric"), message)
 
 
 def _metric_spec(
@@ -235,20 +218,12 @@ def _metric_spec(
 ) -> MetricSpec | None:
     field_path = (*path, "field_name")
     if document.aggregation_type == "sum_agg" and document.field_name is None:
-        report.error(
-            where,
-            field_path,
-            "is required for sum_agg; expected the "
-            "event property to sum, such as tokens.",
-        )
+        message = "is required for sum_agg; expected the event property to sum, "
+        report.error(where, field_path, message + "such as tokens.")
         return None
     if document.aggregation_type == "count_agg" and document.field_name is not None:
-        report.error(
-            where,
-            field_path,
-            "is not used by count_agg, which counts "
-            "events (Lago would drop it); expected no field_name.",
-        )
+        message = "is not used by count_agg, which counts events (Lago would drop "
+        report.error(where, field_path, message + "it); expected no field_name.")
         return None
     return MetricSpec(
         code=document.code,
@@ -275,30 +250,18 @@ def _differences(first: MetricSpec, second: MetricSpec) -> list[str]:
 def _check_charge_model(
     where: SourceDocument, path: FieldPath, document: ChargeDocument, report: Report
 ) -> bool:
+    only_package = "is only for charge_model package; expected no "
     if document.charge_model == "package":
         if document.package_size is None:
-            report.error(
-                where,
-                (*path, "package_size"),
-                "is required for "
-                "charge_model package; expected a whole number > 0 of "
-                "units per package, such as 1000.",
-            )
+            message = "is required for charge_model package; expected a whole "
+            message += "number > 0 of units per package, such as 1000."
+            report.error(where, (*path, "package_size"), message)
         return document.package_size is not None
     if document.package_size is not None:
-        report.error(
-            where,
-            (*path, "package_size"),
-            "is only for charge_model "
-            "package; expected no package_size, as standard prices each "
-            "unit.",
-        )
+        message = f"{only_package}package_size, as standard prices each unit."
+        report.error(where, (*path, "package_size"), message)
     if document.free_units:
-        report.error(
-            where,
-            (*path, "free_units"),
-            "is only for charge_model package; expected no free_units.",
-        )
+        report.error(where, (*path, "free_units"), f"{only_package}free_units.")
     return document.package_size is None and not document.free_units
 
 
@@ -314,30 +277,19 @@ def _check_price_by(
     for index, key in enumerate(document.price_by):
         key_path = (*path, "price_by", index)
         if key in document.price_by[:index]:
-            report.error(
-                where, key_path, f'"{key}" is repeated; expected each filter key once.'
-            )
+            message = f'"{key}" is repeated; expected each filter key once.'
+            report.error(where, key_path, message)
         elif key not in metric.filters:
-            report.error(
-                where,
-                key_path,
-                f'"{key}" is not a filter key of metric '
-                f'"{metric.code}"; expected one of: {keys}.',
-            )
+            message = f'"{key}" is not a filter key of metric "{metric.code}"; '
+            report.error(where, key_path, message + f"expected one of: {keys}.")
     if document.price_by and document.prices is None:
-        report.error(
-            where,
-            (*path, "prices"),
-            "is required with price_by; expected "
-            "one mapping level per price_by key, with prices at the leaves.",
-        )
+        message = "is required with price_by; expected one mapping level per "
+        message += "price_by key, with prices at the leaves."
+        report.error(where, (*path, "prices"), message)
     if not document.price_by and document.prices is not None:
-        report.error(
-            where,
-            (*path, "prices"),
-            "needs price_by; expected price_by "
-            f"to name the filter keys of its levels ({keys}).",
-        )
+        message = "needs price_by; expected price_by to name the filter keys of "
+        message += f"its levels ({keys})."
+        report.error(where, (*path, "prices"), message)
     return len(report.errors) == problems_before
 
 

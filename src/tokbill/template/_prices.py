@@ -53,12 +53,8 @@ class PriceTree:
         found: list[PriceSpec] = []
         self._level(prices, (), path, found)
         if prices == {}:
-            self.report.warn(
-                self.where,
-                path,
-                "prices is empty; every event bills "
-                f"at unmatched_amount ({self._unmatched()}).",
-            )
+            message = "is empty; every event bills at unmatched_amount "
+            self.report.warn(self.where, path, f"{message}({self._unmatched()}).")
         return found
 
     def _level(
@@ -77,12 +73,9 @@ class PriceTree:
         declared = self.metric.filters[key]
         if not isinstance(node, dict):
             shown = subject(node, self.where.shown(path, node))
-            self.report.error(
-                self.where,
-                path,
-                f"{shown}is {kind_of(node)}; expected "
-                f"{self._level_expected(len(chosen))}.",
-            )
+            expected = self._level_expected(len(chosen))
+            message = f"{shown}is {kind_of(node)}; expected {expected}."
+            self.report.error(self.where, path, message)
             return
         for value, child in node.items():
             if value in declared:
@@ -139,23 +132,17 @@ class PriceTree:
         self, node: dict[str, Any], chosen: tuple[str, ...], path: FieldPath
     ) -> PriceSpec | None:
         if "amount" not in node:
-            levels = ", ".join(self.price_by)
-            self.report.error(
-                self.where,
-                path,
-                f"is a mapping without amount; expected a price, or a mapping with "
-                f"amount (one level per price_by key: {levels}).",
-            )
+            message = "is a mapping without amount; expected a price, or a mapping "
+            message += "with amount (one level per price_by key: "
+            message += f"{', '.join(self.price_by)})."
+            self.report.error(self.where, path, message)
             return None
         leaf = validate(PriceDocument, node, self.where, path, self.report)
         if leaf is None:
             return None
         if leaf.free_units and self.charge_model != "package":
-            self.report.error(
-                self.where,
-                (*path, "free_units"),
-                "is only for charge_model package; expected no free_units.",
-            )
+            message = "is only for charge_model package; expected no free_units."
+            self.report.error(self.where, (*path, "free_units"), message)
             return None
         return self._price(
             leaf.amount, leaf.free_units, leaf.invoice_display_name, chosen, path
@@ -170,12 +157,12 @@ class PriceTree:
         path: FieldPath,
     ) -> PriceSpec:
         is_package = self.charge_model == "package"
+        if free_units is None or not is_package:
+            free_units = self.free_units if is_package else 0
         values = dict(sorted(zip(self.price_by, ((v,) for v in chosen), strict=True)))
         return PriceSpec(
             amount=amount,
-            free_units=(self.free_units if free_units is None else free_units)
-            if is_package
-            else 0,
+            free_units=free_units,
             package_size=self.package_size if is_package else None,
             values=values,
             invoice_display_name=display_name,

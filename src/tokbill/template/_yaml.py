@@ -112,17 +112,14 @@ def read_document(
     except yaml.YAMLError as exc:
         return None, [_syntax_problem(file, text, exc)]
     if root is None:
-        return None, [
-            Problem(
-                file,
-                1,
-                (),
-                "the file is empty; expected a template "
-                "mapping that starts with version: 1.",
-            )
-        ]
+        message = "the file is empty; expected a template mapping that starts "
+        return None, [Problem(file, 1, (), message + "with version: 1.")]
     builder = _Builder(file)
-    data = builder.build(root)
+    try:
+        data = builder.build(root)
+    except _TooLarge:
+        message = f"the file expands to more than {_MAX_VALUES} values through "
+        return None, [Problem(file, 1, (), message + "aliases; expected a template.")]
     document = SourceDocument(file, data, builder.lines, builder.texts)
     return document, builder.problems
 
@@ -153,16 +150,14 @@ def _syntax_problem(file: str, text: str, exc: yaml.YAMLError) -> Problem:
         context_mark = exc.context_mark
         if exc.context and context_mark is not None:
             detail = f"{exc.context} at line {context_mark.line + 1}, {detail}"
-        where = f"column {mark.column + 1}"
-        return Problem(
-            file,
-            mark.line + 1,
-            (),
-            f"YAML syntax error at {where}: {detail}.",
-        )
+        message = f"YAML syntax error at column {mark.column + 1}: {detail}."
+        return Problem(file, mark.line + 1, (), message)
     position = getattr(exc, "position", 0)
     line = text.count("\n", 0, position) + 1
     reason = getattr(exc, "reason", None) or str(exc)
+    character = getattr(exc, "character", None)
+    if isinstance(character, int):  # PyYAML gives the code point for str input
+        reason = f"character U+{character:04X}: {reason}"
     return Problem(file, line, (), f"the file cannot be read as YAML: {reason}.")
 
 
@@ -177,6 +172,10 @@ def decimal_from_text(text: str) -> Decimal | str:
         # YAML 1.1 also has base-60 floats (``1:30.5``); leave the text for the
         # schema to refuse.
         return text
+
+
+class _TooLarge(Exception):
+    """The document expands past ``_MAX_VALUES`` values."""
 
 
 class _Builder:
@@ -197,11 +196,7 @@ class _Builder:
     def _value(self, node: Node, path: FieldPath) -> Any:
         self._count += 1
         if self._count > _MAX_VALUES:
-            return self._refuse(
-                path,
-                f"the file expands to more than {_MAX_VALUES} "
-                "values through aliases; expected a template.",
-            )
+            raise _TooLarge
         if id(node) in self._open:
             return self._refuse(
                 path,
@@ -240,12 +235,9 @@ class _Builder:
             child = (*path, key)
             if key in result:
                 first = self.lines[child]
-                self._refuse(
-                    child,
-                    f"this key is given twice (first at line "
-                    f"{first}); expected each key once.",
-                    line=key_node.start_mark.line + 1,
-                )
+                message = f"this key is given twice (first at line {first}); "
+                message += "expected each key once."
+                self._refuse(child, message, line=key_node.start_mark.line + 1)
                 continue
             self.lines[child] = key_node.start_mark.line + 1
             result[key] = self._value(value_node, child)
