@@ -243,8 +243,12 @@ def test_every_blocked_case_exits_3_and_writes_nothing(
 
     planned = run("plan", *args)
     applied = run("apply", *args, "--yes")
+    as_json = run("apply", *args, "--yes", "--json")
 
-    assert planned.exit_code == applied.exit_code == 3
+    assert planned.exit_code == applied.exit_code == as_json.exit_code == 3
+    document = json.loads(as_json.stdout)
+    assert document["writes"] == []
+    assert document["plan"]["summary"]["blocked"] >= 1
     assert reason in applied.stdout
     assert "remedy:" in applied.stdout
     assert "blocked by a safety rule" in applied.stderr
@@ -317,7 +321,7 @@ def test_colour_follows_no_color_and_prefixes_carry_the_meaning(
     assert f"~ {PRICE_LINE}" in click.unstyle(result.stdout)
 
 
-def test_help_documents_the_exit_codes(run: Callable[..., Result]) -> None:
+def test_help_documents_the_exit_codes() -> None:
     for command in ("validate", "plan", "apply", "export"):
         result = CliRunner().invoke(main, [command, "--help"])
 

@@ -19,6 +19,7 @@ from tests.sync.builders import (
     templates,
 )
 from tokbill.sync import Change, LiveState, SubscriptionCount, make_plan
+from tokbill.template import MetricSpec, PlanSpec
 
 PRICE_CHANGE = "gpt-4 / input: 0.03 -> 0.035 per 1,000 tokens (+16.7%)"
 
@@ -55,6 +56,25 @@ def test_equal_decimals_sorted_values_and_null_extras_are_unchanged() -> None:
     result = make_plan(templates(metric(), plan()), live)
 
     assert not result.has_changes
+
+
+def test_empty_texts_match_nulls_and_trial_days_compare_as_numbers() -> None:
+    wanted = plan(
+        replace(charge(), invoice_display_name=""), description="", trial_period=14.0
+    )
+    live = converged()
+    live_plan = lago_plan(plan(trial_period=14))
+
+    result = make_plan(
+        templates(metric(), wanted),
+        LiveState.from_lago([lago_metric(metric())], [live_plan]),
+    )
+    longer = make_plan(templates(metric(), plan(trial_period=7.5)), live)
+
+    assert not result.has_changes
+    assert [f.text for f in only(longer.changes, "plan", "gpt4").fields] == [
+        "trial_period: 0 -> 7.5"
+    ]
 
 
 def test_a_price_change_is_one_charge_update_worded_with_its_unit() -> None:
@@ -178,7 +198,7 @@ def test_a_charge_missing_from_the_template_is_blocked_unless_destroy() -> None:
     assert "--allow-destroy" in (blocked.blocked[0].remedy or "")
 
 
-def _without_32k() -> tuple[object, ...]:
+def _without_32k() -> tuple[MetricSpec, PlanSpec]:
     prices = {k: v for k, v in GPT4_PRICES.items() if k[0] == "gpt-4"}
     return metric(models=("gpt-4",)), plan(charge(prices))
 
@@ -189,7 +209,7 @@ def _other_plan(model: str) -> dict[str, object]:
 
 
 def test_removing_a_value_another_plan_prices_is_blocked() -> None:
-    wanted = templates(*_without_32k())  # type: ignore[arg-type]
+    wanted = templates(*_without_32k())
     live = converged(_other_plan("gpt-4-32k"))
 
     blocked = make_plan(wanted, live)
@@ -202,7 +222,7 @@ def test_removing_a_value_another_plan_prices_is_blocked() -> None:
 
 
 def test_removing_a_value_nobody_else_prices_is_an_update() -> None:
-    result = make_plan(templates(*_without_32k()), converged())  # type: ignore[arg-type]
+    result = make_plan(templates(*_without_32k()), converged())
 
     change = only(result.changes, "billable_metric", "llm_tokens")
     assert change.action == "update"

@@ -77,7 +77,8 @@ def charge_field_changes(
 ) -> list[FieldChange]:
     """Every difference between two states of a charge, charge fields first."""
     changes = [
-        FieldChange(name, str(old), str(new), f"{name}: {old} -> {new}")
+        FieldChange(name, _opt(old), _opt(new),
+                    f"{name}: {_shown(old)} -> {_shown(new)}")
         for name in (*FROZEN_CHARGE_FIELDS, "invoice_display_name")
         if (old := getattr(before, name)) != (new := getattr(after, name))
     ]
@@ -168,6 +169,9 @@ def _changed_bucket(
     elif old is None or new is None:
         shown = set()
     props_old, props_new = dict(before.properties), dict(after.properties)
+    if models[0] != models[1]:
+        # Lago keeps only the new model's properties; the model line says why.
+        props_old = {k: v for k, v in props_old.items() if k in props_new}
     for name in sorted((set(props_old) | set(props_new)) - shown):
         a, b = props_old.get(name), props_new.get(name)
         if a != b:
@@ -203,5 +207,11 @@ def _price_text(bucket: Bucket, charge_model: str, words: UnitWords) -> str:
     return text
 
 
+def _shown(value: object) -> str:
+    return str(value).lower() if isinstance(value, bool) else repr(value)
+
+
 def _opt(value: object) -> str | None:
+    if isinstance(value, bool):
+        return str(value).lower()
     return None if value is None else str(value)

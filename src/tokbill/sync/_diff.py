@@ -39,7 +39,13 @@ from tokbill.sync._live import (
     SubscriptionCount,
     charge_state,
 )
-from tokbill.template._model import ChargeSpec, MetricSpec, PlanSpec, TemplateSet
+from tokbill.template._model import (
+    ChargeSpec,
+    MetricSpec,
+    PlanSpec,
+    TemplateSet,
+    money_string,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -111,7 +117,9 @@ class _Context:
             return UnitWords.for_field(self.template_set.metric(metric).field_name)
         except KeyError:
             live = self.live.metrics.get(metric)
-            return UnitWords.for_field(live.field_name if live else None)
+        if live is None:
+            return UnitWords("unit", "units")
+        return UnitWords.for_field(live.field_name)
 
     def subscriptions(self, plan: str) -> SubscriptionCount:
         return self.live.subscriptions.get(plan, _NO_SUBSCRIPTIONS)
@@ -224,6 +232,8 @@ def _scalar_changes(spec: Any, live: Any, names: tuple[str, ...]) -> list[FieldC
         old, new = getattr(live, name), getattr(spec, name)
         if name == "trial_period":
             new = Decimal(str(new or 0)).normalize()
+        elif new == "":
+            new = None  # Lago answers an empty text as it was sent; both mean none
         if old != new:
             text = f"{name}: {_show(old)} -> {_show(new)}"
             changes.append(FieldChange(name, _str(old), _str(new), text))
@@ -410,12 +420,14 @@ def _join(sentences: list[str]) -> str | None:
 
 
 def _show(value: object) -> str:
-    if isinstance(value, bool):
-        return str(value).lower()
+    if isinstance(value, bool | Decimal):
+        return _str(value) or ""
     return repr(value) if isinstance(value, str) or value is None else str(value)
 
 
 def _str(value: object) -> str | None:
     if value is None:
         return None
+    if isinstance(value, Decimal):
+        return money_string(value)
     return str(value).lower() if isinstance(value, bool) else str(value)

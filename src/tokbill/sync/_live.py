@@ -84,7 +84,7 @@ class ChargeState:
 
 def _bucket(price: PriceSpec, charge_model: ChargeModel) -> Bucket:
     properties = price.properties(charge_model)
-    return Bucket(canonical_properties(properties), price.invoice_display_name)
+    return Bucket(canonical_properties(properties), _text(price.invoice_display_name))
 
 
 def charge_state(spec: ChargeSpec) -> ChargeState:
@@ -98,7 +98,7 @@ def charge_state(spec: ChargeSpec) -> ChargeState:
         billable_metric=spec.billable_metric,
         charge_model=spec.charge_model,
         pay_in_advance=spec.pay_in_advance,
-        invoice_display_name=spec.invoice_display_name,
+        invoice_display_name=_text(spec.invoice_display_name),
         default=Bucket(_bucket(spec.default, spec.charge_model).properties),
         filters=filters,
     )
