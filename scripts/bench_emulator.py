@@ -72,7 +72,9 @@ def _post_batches(
     results.extend([accepted, failed])
 
 
-def run(clients: int, seconds: float, batches: int, db_path: str | None) -> dict[str, Any]:
+def run(
+    clients: int, seconds: float, batches: int, db_path: str | None
+) -> dict[str, Any]:
     """Post for at most ``seconds`` (or ``batches`` per client); return figures."""
     parent, child = multiprocessing.Pipe()
     process = multiprocessing.Process(target=_serve, args=(db_path, child), daemon=True)

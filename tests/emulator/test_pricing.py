@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+from typing import Any
+
 import httpx
+import pytest
 
 from tests.emulator.lago import (
     buckets,
     charge,
     create_metric,
     create_plan,
+    event,
+    ok,
     package,
     price,
     send,
@@ -21,7 +27,10 @@ from tests.emulator.lago import (
 def _worked_example_plan(api: httpx.Client) -> None:
     metric = create_metric(api)
     filters = [
-        price({"model": ["gpt-4o"], "type": ["input"]}, package("2.50", 1_000_000, 100_000)),
+        price(
+            {"model": ["gpt-4o"], "type": ["input"]},
+            package("2.50", 1_000_000, 100_000),
+        ),
         price({"model": ["gpt-4o"], "type": ["output"]}, package("10.00", 1_000_000)),
         price({"model": ["claude-sonnet"]}, package("3.00", 1_000_000)),
     ]
@@ -55,3 +64,268 @@ def test_worked_example_of_the_reference(api: httpx.Client) -> None:
         "[('model', ['claude-sonnet'])]": ("500000.0", 2, 300),
         "default": ("2500.0", 2, 300),
     }
+
+
+def _package_plan_without_filters(api: httpx.Client) -> None:
+    metric = create_metric(api, filters=[])
+    create_plan(api, [charge(metric, package("1.00", 1000, free_units=500))])
+
+
+@pytest.mark.parametrize(
+    ("units", "expected_cents"),
+    [(0, 0), (500, 0), (501, 100), (1500, 100), (1501, 200), (10_500, 1000)],
+    ids=["nothing", "all-free", "one-over", "one-package", "two-packages", "ten"],
+)
+def test_package_subtracts_free_units_then_rounds_packages_up(
+    api: httpx.Client, units: int, expected_cents: int
+) -> None:
+    _package_plan_without_filters(api)
+    subscribe(api)
+
+    if units:
+        send(api, [event({"tokens": units})])
+    [charge_usage] = usage(api)["charges_usage"]
+
+    assert charge_usage["amount_cents"] == expected_cents
+    assert charge_usage["filters"] == []
+
+
+def test_default_bucket_takes_unmatched_events_at_the_charge_price(
+    api: httpx.Client,
+) -> None:
+    metric = create_metric(api)
+    gpt_input = price({"model": ["gpt-4o"], "type": ["input"]}, package("5.00", 1000))
+    create_plan(api, [charge(metric, package("1.00", 1000), [gpt_input])])
+    subscribe(api)
+
+    send(
+        api,
+        [
+            tokens("gpt-4o", "input", 1000),
+            tokens("gpt-4o", "output", 1000),
+            event({"model": "gpt-4o", "tokens": 1000}),
+            tokens("llama", "input", 1000),
+        ],
+    )
+    [charge_usage] = usage(api)["charges_usage"]
+
+    assert buckets(charge_usage) == {
+        "[('model', ['gpt-4o']), ('type', ['input'])]": ("1000.0", 1, 500),
+        "default": ("3000.0", 3, 300),
+    }
+    default = charge_usage["filters"][-1]
+    assert (default["values"], default["invoice_display_name"]) == (None, None)
+
+
+def test_charge_without_properties_prices_the_default_bucket_at_zero(
+    api: httpx.Client,
+) -> None:
+    metric = create_metric(api)
+    gpt = price({"model": ["gpt-4o"]}, package("5.00", 1000))
+    create_plan(api, [charge(metric, {}, [gpt])])
+    subscribe(api)
+
+    send(api, [tokens("gpt-4o", "input", 10), tokens("claude-sonnet", "input", 10)])
+    [charge_usage] = usage(api)["charges_usage"]
+
+    assert buckets(charge_usage)["default"] == ("10.0", 1, 0)
+    assert charge_usage["amount_cents"] == 500
+
+
+def test_most_specific_of_overlapping_filters_wins(api: httpx.Client) -> None:
+    metric = create_metric(api)
+    filters = [
+        price({"model": ["gpt-4o"]}, package("1.00", 1000)),
+        price({"model": ["gpt-4o"], "type": ["input"]}, package("7.00", 1000)),
+        price({"type": ["__ALL_FILTER_VALUES__"]}, package("3.00", 1000)),
+    ]
+    create_plan(api, [charge(metric, package("0", 1), filters)])
+    subscribe(api)
+
+    send(
+        api,
+        [
+            tokens("gpt-4o", "input", 1000),
+            tokens("gpt-4o", "output", 1000),
+            tokens("claude-sonnet", "output", 1000),
+        ],
+    )
+    [charge_usage] = usage(api)["charges_usage"]
+
+    assert buckets(charge_usage) == {
+        "[('model', ['gpt-4o'])]": ("1000.0", 1, 100),
+        "[('model', ['gpt-4o']), ('type', ['input'])]": ("1000.0", 1, 700),
+        "[('type', ['__ALL_FILTER_VALUES__'])]": ("1000.0", 1, 300),
+        "default": ("0.0", 0, 0),
+    }
+
+
+def _plan_with_model_and_type_prices(api: httpx.Client) -> None:
+    metric = create_metric(api)
+    filters = [
+        price({"model": ["gpt-4o"], "type": ["input"]}, package("2.00", 1000)),
+        price({"model": ["claude-sonnet"]}, package("3.00", 1000)),
+    ]
+    create_plan(api, [charge(metric, package("1.00", 1000), filters)])
+    subscribe(api)
+    send(
+        api,
+        [
+            tokens("gpt-4o", "input", 1000),
+            tokens("gpt-4o", "output", 1000),
+            tokens("claude-sonnet", "output", 1000),
+        ],
+    )
+
+
+def _shrink_metric_filters(api: httpx.Client, filters: list[dict[str, Any]]) -> None:
+    payload = {"billable_metric": {"filters": filters}}
+    ok(api.put("/billable_metrics/llm_tokens", json=payload))
+
+
+def test_removing_a_metric_value_deletes_the_emptied_filter_mid_period(
+    api: httpx.Client,
+) -> None:
+    _plan_with_model_and_type_prices(api)
+    before = usage(api)["charges_usage"][0]
+
+    _shrink_metric_filters(
+        api,
+        [
+            {"key": "model", "values": ["gpt-4o"]},
+            {"key": "type", "values": ["input", "output"]},
+        ],
+    )
+    after = usage(api)["charges_usage"][0]
+
+    assert before["amount_cents"] == 200 + 300 + 100
+    assert buckets(after) == {
+        "[('model', ['gpt-4o']), ('type', ['input'])]": ("1000.0", 1, 200),
+        "default": ("2000.0", 2, 200),
+    }
+
+
+def test_removing_a_metric_key_broadens_the_filter_at_its_old_price(
+    api: httpx.Client,
+) -> None:
+    _plan_with_model_and_type_prices(api)
+
+    _shrink_metric_filters(
+        api, [{"key": "model", "values": ["claude-sonnet", "gpt-4o"]}]
+    )
+    charge_usage = usage(api)["charges_usage"][0]
+
+    assert buckets(charge_usage) == {
+        "[('model', ['gpt-4o'])]": ("2000.0", 2, 400),
+        "[('model', ['claude-sonnet'])]": ("1000.0", 1, 300),
+        "default": ("0.0", 0, 0),
+    }
+
+
+def test_amounts_are_rounded_to_cents_per_bucket_before_summing(
+    api: httpx.Client,
+) -> None:
+    metric = create_metric(api)
+    standard = {"charge_model": "standard"}
+    filters = [
+        price({"model": ["gpt-4o"]}, {"amount": "0.015"}),
+        price({"model": ["claude-sonnet"]}, {"amount": "0.015"}),
+    ]
+    create_plan(api, [charge(metric, {"amount": "0.005"}, filters, **standard)])
+    subscribe(api)
+
+    send(
+        api,
+        [
+            tokens("gpt-4o", "input", 1),
+            tokens("claude-sonnet", "input", 1),
+            tokens("llama", "input", 1),
+        ],
+    )
+    [charge_usage] = usage(api)["charges_usage"]
+
+    # 0.015 rounds half up to 0.02 in each bucket, 0.005 to 0.01: 2 + 2 + 1,
+    # where rounding the 0.035 total once would give 4.
+    assert [entry["amount_cents"] for entry in charge_usage["filters"]] == [2, 2, 1]
+    assert charge_usage["amount_cents"] == 5
+
+
+def test_sum_ignores_values_that_are_not_plain_decimals(api: httpx.Client) -> None:
+    _package_plan_without_filters(api)
+    subscribe(api)
+
+    send(
+        api,
+        [
+            event({"tokens": 600}),
+            event({"tokens": "400.5"}),
+            event({"tokens": "1e3"}),
+            event({"tokens": " 5"}),
+            event({"other": 1}),
+        ],
+    )
+    [charge_usage] = usage(api)["charges_usage"]
+
+    assert charge_usage["units"] == "1000.5"
+    assert charge_usage["events_count"] == 5
+    assert charge_usage["amount_cents"] == 100
+
+
+def test_every_charge_is_listed_sorted_by_metric_name(api: httpx.Client) -> None:
+    counted = create_metric(
+        api, "requests", filters=[], name="requests", aggregation_type="count_agg"
+    )
+    summed = create_metric(api, "tokens", filters=[], name="Tokens")
+    create_plan(
+        api,
+        [
+            charge(summed, package("1.00", 1000)),
+            charge(counted, {"amount": "0.10"}, charge_model="standard"),
+        ],
+    )
+    subscribe(api)
+
+    send(api, [event({}, code="requests"), event({}, code="requests")])
+    result = usage(api)
+
+    assert [item["billable_metric"]["name"] for item in result["charges_usage"]] == [
+        "requests",
+        "Tokens",
+    ]
+    requests_usage, tokens_usage = result["charges_usage"]
+    assert (requests_usage["units"], requests_usage["amount_cents"]) == ("2.0", 20)
+    assert (tokens_usage["units"], tokens_usage["amount_cents"]) == ("0.0", 0)
+
+
+def _ts(text: str) -> float:
+    return datetime.fromisoformat(text).timestamp()
+
+
+@pytest.mark.parametrize(
+    ("billing_time", "subscription_at", "period_start"),
+    [
+        ("calendar", "2026-01-10T08:00:00+00:00", "2026-08-01T00:00:00+00:00"),
+        ("anniversary", "2026-01-20T08:00:00+00:00", "2026-07-20T00:00:00+00:00"),
+    ],
+    ids=["calendar", "anniversary"],
+)
+def test_only_events_inside_the_billing_period_count(
+    pinned_api: httpx.Client, billing_time: str, subscription_at: str, period_start: str
+) -> None:
+    _package_plan_without_filters(pinned_api)
+    subscribe(pinned_api, billing_time=billing_time, subscription_at=subscription_at)
+    start = _ts(period_start)
+
+    send(
+        pinned_api,
+        [
+            event({"tokens": 1}, timestamp=start - 1),
+            event({"tokens": 10}, timestamp=start),
+            event({"tokens": 100}, timestamp=f"{start + 0.25}"),
+            event({"tokens": 1000}, timestamp=start + 40 * 86400),
+        ],
+    )
+    result = usage(pinned_api)
+
+    assert result["from_datetime"] == period_start.replace("+00:00", "Z")
+    assert result["charges_usage"][0]["units"] == "110.0"

@@ -85,13 +85,15 @@ class _Timestamps:
 
     def resolve(self, value: Any) -> tuple[float, str] | None:
         """``(seconds, iso8601 ms)`` for a payload timestamp, None if invalid."""
-        key = (type(value), value) if isinstance(value, bool) else value
-        if key not in self._seen:
-            seconds = parse_timestamp(value, self._now_s)
-            self._seen[key] = (
-                None if seconds is None else (float(seconds), iso_ms(seconds))
-            )
-        return self._seen[key]
+        if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+            return None if value is not None else self._parse(None)
+        if value not in self._seen:
+            self._seen[value] = self._parse(value)
+        return self._seen[value]
+
+    def _parse(self, value: Any) -> tuple[float, str] | None:
+        seconds = parse_timestamp(value, self._now_s)
+        return None if seconds is None else (float(seconds), iso_ms(seconds))
 
 
 _Built = tuple[tuple[Any, ...], dict[str, Any]]
@@ -153,7 +155,7 @@ def serialize(row: Row) -> dict[str, Any]:
 def create(call: Call) -> dict[str, Any]:
     """``POST /events``: one event; a duplicate is 422 ``value_already_exist``."""
     payload = call.root("event")
-    built = _build(payload, _Timestamps(time.time()), iso(call.db.now()))
+    built = _build(payload, _Timestamps(call.db.now().timestamp()), iso(call.db.now()))
     if isinstance(built, dict):
         raise _errors.invalid(built)
     if _stored_duplicates(call.db, [built[0]]):
@@ -176,7 +178,7 @@ def create_batch(call: Call) -> dict[str, Any]:
         raise _errors.field_error("events", "no_events")
     if len(payloads) > MAX_BATCH:
         raise _errors.field_error("events", "too_many_events")
-    timestamps, created_at = _Timestamps(time.time()), iso(call.db.now())
+    timestamps, created_at = _Timestamps(call.db.now().timestamp()), iso(call.db.now())
     events: list[_Built] = []
     errors: dict[str, Any] = {}
     for index, payload in enumerate(payloads):

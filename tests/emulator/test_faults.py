@@ -1,0 +1,152 @@
+"""Fault injection over real HTTP."""
+
+from __future__ import annotations
+
+import threading
+
+import httpx
+import pytest
+
+from tests.emulator.lago import event, ok
+from tokbill.emulator import EmulatorServer, Faults
+from tokbill.emulator.testing import running_emulator
+
+AUTH = {"Authorization": "Bearer k"}
+
+
+def _statuses(server: EmulatorServer, count: int) -> list[int]:
+    with httpx.Client(base_url=server.api_url, headers=AUTH) as api:
+        return [api.get("/plans").status_code for _ in range(count)]
+
+
+def test_error_share_is_seeded_and_drawn_from_the_statuses() -> None:
+    faults = Faults(error_rate=0.5, seed=7)
+    with running_emulator(faults=faults) as server:
+        first = _statuses(server, 60)
+        server.faults.update(seed=7)
+        second = _statuses(server, 60)
+
+    assert first == second
+    assert set(first) == {200, 500, 502, 503}
+
+
+def test_injected_error_happens_before_any_state_change(
+    lago_emulator: EmulatorServer, api: httpx.Client
+) -> None:
+    lago_emulator.faults.update(error_rate=1.0, error_statuses=[503])
+
+    response = api.post("/events", json={"event": event({})})
+
+    assert response.status_code == 503
+    assert response.json() == {"status": 503, "error": "Service Unavailable"}
+    assert lago_emulator.store.events() == []
+
+
+def test_rate_limit_share_sends_the_cloud_headers(
+    lago_emulator: EmulatorServer, api: httpx.Client
+) -> None:
+    lago_emulator.faults.update(
+        rate_limit_rate=1.0,
+        rate_limit_limit=500,
+        rate_limit_reset_s=3,
+        retry_after=True,
+    )
+
+    response = api.get("/plans")
+
+    assert response.status_code == 429
+    assert response.headers["X-RateLimit-Limit"] == "500"
+    assert response.headers["X-RateLimit-Remaining"] == "0"
+    assert response.headers["X-RateLimit-Reset"] == "3"
+    assert response.headers["Retry-After"] == "3"
+
+
+def test_rate_limit_window_answers_429_until_lifted(
+    lago_emulator: EmulatorServer, api: httpx.Client
+) -> None:
+    lago_emulator.faults.update(rate_limit_for_s=30)
+
+    limited = api.get("/plans")
+    lago_emulator.faults.update(rate_limit_for_s=0)
+    lifted = api.get("/plans")
+
+    assert limited.status_code == 429
+    assert 0 < int(limited.headers["X-RateLimit-Reset"]) <= 30
+    assert "Retry-After" not in limited.headers
+    assert lifted.status_code == 200
+
+
+def test_latency_delays_one_path_without_blocking_others(
+    lago_emulator: EmulatorServer, api: httpx.Client
+) -> None:
+    lago_emulator.faults.update(latency_s=3.0, path_prefix="/api/v1/events")
+    outcome: list[BaseException] = []
+
+    def slow_post() -> None:
+        try:
+            api.post("/events", json={"event": event({})}, timeout=0.5)
+        except httpx.TimeoutException as error:
+            outcome.append(error)
+
+    with httpx.Client(base_url=lago_emulator.api_url, headers=AUTH) as other:
+        worker = threading.Thread(target=slow_post)
+        worker.start()
+        fast = other.get("/plans", timeout=2.0)
+        worker.join()
+
+    assert fast.status_code == 200
+    assert len(outcome) == 1 and isinstance(outcome[0], httpx.ReadTimeout)
+
+
+def test_stalled_request_is_committed_before_the_client_times_out(
+    lago_emulator: EmulatorServer, api: httpx.Client
+) -> None:
+    lago_emulator.faults.update(stall_after_commit_s=2.0, stall_count=1)
+    payload = {"event": event({"tokens": 1})}
+
+    with pytest.raises(httpx.ReadTimeout):
+        api.post("/events", json=payload, timeout=0.3)
+    retry = api.post("/events", json=payload)
+
+    assert len(lago_emulator.store.events()) == 1
+    assert retry.json()["error_details"] == {"transaction_id": ["value_already_exist"]}
+    assert lago_emulator.faults.settings.stall_count == 0
+
+
+def test_faults_can_be_set_from_another_process_over_http(
+    lago_emulator: EmulatorServer, api: httpx.Client
+) -> None:
+    control = f"{lago_emulator.url}/_emulator/faults"
+    changes = {
+        "error_rate": 1,
+        "error_statuses": [502],
+        "path_prefix": "/api/v1/events",
+    }
+
+    set_body = httpx.post(control, json=changes).json()
+    events = api.post("/events/batch", json={"events": [event({})]})
+    plans = api.get("/plans")
+    unknown = httpx.post(control, json={"explode": True})
+
+    assert set_body["faults"]["error_statuses"] == [502]
+    assert httpx.get(control).json()["faults"]["path_prefix"] == "/api/v1/events"
+    assert (events.status_code, plans.status_code) == (502, 200)
+    assert unknown.status_code == 422
+
+
+def test_reset_endpoint_clears_state_faults_and_log(
+    lago_emulator: EmulatorServer, api: httpx.Client
+) -> None:
+    ok(api.post("/events", json={"event": event({})}))
+    lago_emulator.faults.update(error_rate=1.0)
+
+    httpx.post(f"{lago_emulator.url}/_emulator/reset")
+
+    assert lago_emulator.store.events() == []
+    assert lago_emulator.faults.settings.error_rate == 0
+    assert len(lago_emulator.requests) == 0
+
+
+def test_unknown_fault_setting_is_a_type_error() -> None:
+    with pytest.raises(TypeError, match="error_rat"):
+        Faults(error_rat=0.5)
