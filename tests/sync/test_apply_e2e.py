@@ -186,3 +186,29 @@ def test_a_write_lago_ignores_is_reported_as_drift(
         sync(ignoring, write(tmp_path, "gpt4.yaml", PRICE_RAISED))
 
     assert "gpt-4 / input: 0.03 -> 0.035" in str(drift.value)
+
+
+def test_a_write_committed_but_unanswered_converges_without_duplicates(
+    lago_emulator: EmulatorServer, tmp_path: Path
+) -> None:
+    template = write(tmp_path, "gpt4.yaml", GPT4)
+    impatient = LagoClient(lago_emulator.api_url, "test-key", timeout_s=0.3)
+    with impatient:
+        plan = planned(impatient, template)
+        lago_emulator.faults.update(
+            stall_after_commit_s=1.0, stall_count=1, path_prefix="/api/v1/plans"
+        )
+
+        with pytest.raises(ApplyError) as failure:
+            apply_plan(impatient, plan)
+        lago_emulator.requests.reset()
+        rerun = sync(impatient, template)
+
+    assert failure.value.failed.path == "/plans"
+    assert rerun.writes == ()
+    assert plan_codes(lago_emulator) == ["gpt4"]
+
+
+def plan_codes(server: EmulatorServer) -> list[str]:
+    with LagoClient(server.api_url, "test-key") as client:
+        return [plan["code"] for plan in client.paginate("/plans", "plans")]
