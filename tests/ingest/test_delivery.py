@@ -1,0 +1,371 @@
+from __future__ import annotations
+
+import itertools
+import logging
+import random
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.ingest.conftest import FAST, assert_balanced, record_calls
+from tests.ingest.fake_lago import Event, fake_lago, ok
+from tokbill._errors import LagoError, LagoTimeoutError, ServerError
+from tokbill.ingest import MeterOptions, RateLimitInfo, TokenMeter
+
+MakeMeter = Callable[..., TokenMeter]
+
+
+def failing_first(*responses: httpx.Response | Exception) -> Callable[..., Any]:
+    """Answer with ``responses`` in turn, then accept every batch."""
+    queue = list(responses)
+    lock = threading.Lock()
+
+    def script(events: list[Event]) -> httpx.Response:
+        with lock:
+            answer = queue.pop(0) if queue else None
+        if isinstance(answer, Exception):
+            raise answer
+        return answer or ok(events)
+
+    return script
+
+
+def invalid(index_errors: dict[str, Any]) -> httpx.Response:
+    return httpx.Response(
+        422,
+        json={
+            "status": 422,
+            "error": "Unprocessable Entity",
+            "code": "validation_errors",
+            "error_details": index_errors,
+        },
+    )
+
+
+@pytest.mark.parametrize(
+    "failure",
+    [
+        httpx.Response(500),
+        httpx.Response(502, text="<html>Bad gateway</html>"),
+        httpx.Response(503),
+        httpx.Response(408),
+        httpx.ReadTimeout("read timed out"),
+        httpx.ConnectError("connection refused"),
+    ],
+    ids=["500", "502", "503", "408", "timeout", "refused"],
+)
+def test_transient_failures_resend_the_same_body(
+    make_meter: MakeMeter, failure: Any
+) -> None:
+    errors: list[Exception] = []
+    meter = make_meter(on_error=errors.append)
+
+    with fake_lago(failing_first(failure, failure)) as lago:
+        record_calls(meter, 3)
+        report = meter.flush(timeout_s=5)
+
+    assert report.complete and report.acked == 6
+    assert len(lago.bodies) == 3
+    assert lago.bodies[0] == lago.bodies[1] == lago.bodies[2]
+    assert meter.stats().retried == 12
+    assert len(errors) == 2 and all(isinstance(e, LagoError) for e in errors)
+
+
+def test_a_timeout_is_reported_as_such(make_meter: MakeMeter) -> None:
+    errors: list[Exception] = []
+    meter = make_meter(on_error=errors.append)
+
+    with fake_lago(failing_first(httpx.ReadTimeout("slow"))):
+        record_calls(meter, 1)
+        meter.flush(timeout_s=5)
+
+    assert isinstance(errors[0], LagoTimeoutError)
+    assert "same ids" in str(errors[0])
+
+
+def test_a_429_pauses_every_sender_for_the_reset(make_meter: MakeMeter) -> None:
+    infos: list[RateLimitInfo] = []
+    limited = httpx.Response(
+        429,
+        headers={
+            "X-RateLimit-Limit": "500",
+            "X-RateLimit-Remaining": "0",
+            "X-RateLimit-Reset": "1",
+        },
+    )
+    meter = make_meter(on_rate_limit=infos.append)
+    arrivals: list[float] = []
+    first = failing_first(limited)
+
+    def script(events: list[Event]) -> httpx.Response:
+        arrivals.append(time.monotonic())
+        return first(events)
+
+    with fake_lago(script):
+        record_calls(meter, 200)
+        report = meter.flush(timeout_s=10)
+
+    assert report.complete and report.acked == 400
+    assert infos[0] == RateLimitInfo(limit=500, remaining=0, reset_s=1.0, wait_s=1.0)
+    later = [moment for moment in arrivals if moment > arrivals[0]]
+    assert later and min(later) - arrivals[0] >= 0.95
+
+
+def test_retry_after_is_honoured_too(make_meter: MakeMeter) -> None:
+    arrivals: list[float] = []
+    first = failing_first(httpx.Response(429, headers={"Retry-After": "0.4"}))
+
+    def script(events: list[Event]) -> httpx.Response:
+        arrivals.append(time.monotonic())
+        return first(events)
+
+    meter = make_meter()
+    with fake_lago(script):
+        record_calls(meter, 1)
+        meter.flush(timeout_s=5)
+
+    assert arrivals[1] - arrivals[0] >= 0.35
+
+
+def test_one_invalid_event_is_quarantined_and_the_rest_resent_at_once(
+    make_meter: MakeMeter,
+) -> None:
+    drops: list[tuple[list[Event], str]] = []
+
+    def script(events: list[Event]) -> httpx.Response:
+        bad = [i for i, e in enumerate(events) if e["properties"]["model"] == "bad"]
+        if bad:
+            return invalid({str(i): {"timestamp": ["invalid_format"]} for i in bad})
+        return ok(events)
+
+    meter = make_meter(on_drop=lambda events, reason: drops.append((events, reason)))
+    with fake_lago(script) as lago:
+        for number in range(100):
+            meter.record(
+                subscription_id="s",
+                model="bad" if number == 37 else "gpt-4",
+                input_tokens=10,
+                output_tokens=0,
+                request_id=f"r{number}",
+            )
+        report = meter.flush(timeout_s=5)
+
+    assert (report.acked, report.quarantined, report.pending) == (99, 1, 0)
+    assert len(lago.batches) == 2
+    assert len(lago.stored) == 99 and "r37:input" not in lago.stored
+    [(events, reason)] = drops
+    assert events[0]["transaction_id"] == "r37:input"
+    assert reason == "rejected: timestamp: invalid_format"
+    assert meter.stats().retried == 0
+
+
+def test_duplicates_count_as_delivered(make_meter: MakeMeter) -> None:
+    def script(events: list[Event]) -> httpx.Response:
+        dup = {"transaction_id": ["value_already_exist"]}
+        return invalid({str(i): dup for i in range(0, len(events), 2)})
+
+    meter = make_meter()
+    with fake_lago(failing_first(script([{}] * 10))) as lago:
+        record_calls(meter, 5)
+        report = meter.flush(timeout_s=5)
+
+    assert (report.acked, report.quarantined) == (10, 0)
+    assert len(lago.batches) == 2 and len(lago.batches[1]) == 5
+
+
+def test_a_422_without_indices_is_split_until_the_bad_event_is_alone(
+    make_meter: MakeMeter,
+) -> None:
+    def script(events: list[Event]) -> httpx.Response:
+        if any(e["external_subscription_id"] == "poison" for e in events):
+            return httpx.Response(422, json={"status": 422, "code": "oops"})
+        return ok(events)
+
+    drops: list[str] = []
+    meter = make_meter(on_drop=lambda events, reason: drops.append(reason))
+    with fake_lago(script) as lago:
+        for number in range(64):
+            sub = "poison" if number == 5 else "s"
+            meter.record(
+                subscription_id=sub,
+                model="m",
+                input_tokens=1,
+                output_tokens=0,
+                request_id=f"r{number}",
+            )
+        report = meter.flush(timeout_s=5)
+
+    assert (report.acked, report.quarantined) == (63, 1)
+    assert len(lago.stored) == 63
+    assert drops == ["rejected: oops"]
+
+
+def test_auth_failure_holds_events_until_fixed(
+    make_meter: MakeMeter, caplog: pytest.LogCaptureFixture
+) -> None:
+    refusals = [httpx.Response(401, json={"status": 401, "error": "Unauthorized"})]
+    meter = make_meter(api_key="sk_live_TOPSECRET_0123456789")
+
+    with fake_lago(failing_first(*refusals * 5)) as lago:
+        record_calls(meter, 10)
+        held = meter.flush(timeout_s=0.1)
+        report = meter.flush(timeout_s=5)
+
+    assert not held.complete and held.pending > 0 and held.dropped == 0
+    assert report.complete and report.acked == 20
+    assert len(lago.stored) == 20
+    assert meter.stats().blocked is None
+    blocked_lines = [r for r in caplog.records if "suspended" in r.getMessage()]
+    assert len(blocked_lines) == 1
+    assert "TOPSECRET" not in caplog.text
+
+
+def test_stats_report_the_block(make_meter: MakeMeter) -> None:
+    forbidden = httpx.Response(403, json={"status": 403, "code": "forbidden"})
+    meter = make_meter()
+
+    with fake_lago(lambda events: forbidden):
+        record_calls(meter, 1)
+        meter.flush(timeout_s=0.2)
+        stats = meter.stats()
+        meter.close(timeout_s=0.1)
+
+    assert stats.blocked is not None and stats.blocked.startswith("403")
+    assert stats.pending == 2
+
+
+def test_sustained_failure_logs_one_line_per_kind(
+    make_meter: MakeMeter, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="tokbill")
+    meter = make_meter()
+
+    with fake_lago(lambda events: httpx.Response(503)) as lago:
+        record_calls(meter, 300)
+        meter.flush(timeout_s=1.0)
+        meter.close(timeout_s=0.1)
+
+    assert len(lago.batches) > 50
+    retry_lines = [r for r in caplog.records if "Retrying" in r.getMessage()]
+    assert len(retry_lines) == 1
+
+
+def test_the_budget_sends_a_failing_batch_to_the_back(make_meter: MakeMeter) -> None:
+    options = MeterOptions(
+        linger_s=0.01,
+        senders=1,
+        batch_size=1,
+        retry_initial_delay_s=0.001,
+        retry_max_delay_s=0.005,
+        retry_budget_s=0.05,
+    )
+    meter = make_meter(options=options)
+    order: list[str] = []
+
+    def script(events: list[Event]) -> httpx.Response:
+        order.append(events[0]["external_subscription_id"])
+        if events[0]["external_subscription_id"] == "flaky" and len(order) < 30:
+            return httpx.Response(500)
+        return ok(events)
+
+    with fake_lago(script):
+        meter.record(
+            subscription_id="flaky",
+            model="m",
+            input_tokens=1,
+            output_tokens=0,
+            request_id="a",
+        )
+        time.sleep(0.03)
+        meter.record(
+            subscription_id="steady",
+            model="m",
+            input_tokens=1,
+            output_tokens=0,
+            request_id="b",
+        )
+        report = meter.flush(timeout_s=5)
+
+    assert report.complete and report.acked == 2
+    assert order.index("steady") < len(order) - 1 and order[-1] == "flaky"
+
+
+def test_counters_add_up_under_random_failures(make_meter: MakeMeter) -> None:
+    chance = random.Random(20260815)
+    lock = threading.Lock()
+    statuses = itertools.cycle([200, 500, 503, 429, 200, 422, 200, 408])
+
+    def script(events: list[Event]) -> httpx.Response:
+        with lock:
+            status = next(statuses) if chance.random() < 0.7 else 200
+        if status == 429:
+            return httpx.Response(429, headers={"Retry-After": "0.01"})
+        if status == 422:
+            return invalid({"0": {"code": ["value_is_mandatory"]}})
+        if status == 408 and chance.random() < 0.5:
+            raise httpx.ReadTimeout("slow")
+        return ok(events) if status == 200 else httpx.Response(status)
+
+    meter = make_meter(
+        options=MeterOptions(
+            linger_s=0.005,
+            batch_size=7,
+            retry_initial_delay_s=0.001,
+            retry_max_delay_s=0.01,
+        )
+    )
+    samples = 0
+    with fake_lago(script) as lago:
+        for number in range(400):
+            meter.record(
+                subscription_id="s",
+                model="m",
+                input_tokens=number + 1,
+                output_tokens=number % 3,
+                request_id=f"r{number}",
+            )
+            if number % 20 == 0:
+                assert_balanced(meter)
+                samples += 1
+        report = meter.flush(timeout_s=20)
+    stats = meter.stats()
+
+    assert report.complete and samples == 20
+    assert_balanced(meter)
+    assert stats.quarantined > 0 and stats.retried > 0
+    assert stats.acked + stats.quarantined == stats.recorded
+    assert len(lago.stored) == stats.acked
+
+
+def test_the_api_key_stays_out_of_errors_and_reprs(make_meter: MakeMeter) -> None:
+    key = "lago_key_SUPERSECRET_abcdef"
+    errors: list[Exception] = []
+    meter = make_meter(api_key=key, on_error=errors.append)
+
+    with fake_lago(failing_first(httpx.Response(500))) as lago:
+        record_calls(meter, 1)
+        meter.flush(timeout_s=5)
+
+    assert lago.headers[0]["authorization"] == f"Bearer {key}"
+    assert isinstance(errors[0], ServerError)
+    assert "SUPERSECRET" not in f"{errors[0]} {errors[0]!r} {meter!r} {meter.stats()}"
+
+
+def test_a_failing_callback_does_not_stop_delivery(make_meter: MakeMeter) -> None:
+    def explode(exc: Exception) -> None:
+        raise RuntimeError("callback bug")
+
+    meter = make_meter(on_error=explode)
+    with fake_lago(failing_first(httpx.Response(500))):
+        record_calls(meter, 2)
+        report = meter.flush(timeout_s=5)
+
+    assert report.complete and report.acked == 4
+
+
+def test_fast_options_are_really_fast() -> None:
+    assert FAST.retry_max_delay_s < 0.1 and FAST.linger_s < 0.1
