@@ -326,3 +326,18 @@ def test_help_documents_the_exit_codes() -> None:
         result = CliRunner().invoke(main, [command, "--help"])
 
         assert "3 blocked by a safety rule" in " ".join(result.stdout.split())
+
+
+def test_the_quickstart_works_on_the_embedded_emulator_without_a_key(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    template = write(tmp_path, "gpt4.yaml", GPT4)
+    monkeypatch.chdir(tmp_path)
+
+    first = CliRunner().invoke(main, ["apply", str(template), "--yes"])
+    again = CliRunner().invoke(main, ["plan", str(template), "--detailed-exitcode"])
+
+    assert first.exit_code == 0, first.stderr
+    assert "Using the embedded Lago emulator" in first.stderr
+    assert (tmp_path / ".tokbill" / "lago.sqlite3").exists()
+    assert again.exit_code == 0, again.stderr

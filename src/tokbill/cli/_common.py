@@ -25,6 +25,9 @@ __all__ = [
     "style",
 ]
 
+EMBEDDED_API_KEY: Final = "tokbill-embedded"
+"""The key sent to the embedded emulator when none is configured."""
+
 EXIT_OK: Final = 0
 EXIT_ERROR: Final = 1
 EXIT_CHANGES: Final = 2
@@ -82,6 +85,10 @@ def resolve_target(api_url: str | None) -> str:
 
 def open_client(api_url: str | None, api_key: str | None, **kwargs: Any) -> LagoClient:
     """A client for ``api_url``, or for the embedded emulator when it is unset."""
+    if api_url in (None, "", LOCAL) and not api_key:
+        # The emulator, like Lago, answers 401 to a request without a key, and
+        # accepts any key when started without one, as the embedded one is.
+        api_key = EMBEDDED_API_KEY
     return LagoClient(resolve_target(api_url), api_key, **kwargs)
 
 
