@@ -196,7 +196,7 @@ def test_list_filters_by_customer_plan_and_status(api: httpx.Client) -> None:
     subscribe(api, plan_code="cheap", external_id="c", customer="alice")
     ok(api.delete("/subscriptions/c"))
 
-    def ids(**params: object) -> list[str]:
+    def ids(**params: str | list[str]) -> list[str]:
         body = ok(api.get("/subscriptions", params=params))
         return [item["external_id"] for item in body["subscriptions"]]
 
