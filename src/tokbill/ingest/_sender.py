@@ -150,7 +150,7 @@ class Sender:
             logging.ERROR,
             f"config-{error.status_code}",
             "%s Sending is suspended and the events are kept; check the API "
-            "key and URL. Probing again every %.0fs.",
+            "key and URL. Probing again every %.3gs.",
             error,
             self._options.auth_probe_interval_s,
         )

@@ -159,11 +159,16 @@ class Spool:
     def open(self) -> None:
         """Create and lock this meter's lane under ``root``."""
         self.root.mkdir(parents=True, exist_ok=True)
-        path = self.root / f"{_LANE_PREFIX}{os.getpid()}-{time.time_ns()}"
-        path.mkdir()
-        lock_fd = _try_lock(path / _LOCK_NAME)
+        name = f"{_LANE_PREFIX}{os.getpid()}-{time.time_ns()}"
+        # Locked before it gets a name other meters look for, so no one can
+        # mistake a lane being born for one whose owner died.
+        nascent = self.root / f".{name}"
+        nascent.mkdir()
+        lock_fd = _try_lock(nascent / _LOCK_NAME)
         if lock_fd is None:
-            raise OSError(f"The new spool lane {path} is locked by another process.")
+            raise OSError(f"The new spool lane {nascent} is locked by someone else.")
+        path = self.root / name
+        nascent.rename(path)
         self._lane = _Lane(path, lock_fd)
         self._head = self._new_segment(1)
 

@@ -1,0 +1,228 @@
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.ingest.conftest import FAST, assert_balanced, record_calls
+from tests.ingest.fake_lago import Event, fake_lago, ok
+from tokbill.ingest import DropReason, MeterOptions, TokenMeter
+
+MakeMeter = Callable[..., TokenMeter]
+
+
+def unavailable(events: list[Event]) -> httpx.Response:
+    return httpx.Response(503)
+
+
+def lanes(spool: Path) -> list[Path]:
+    return sorted(path for path in spool.iterdir() if path.name.startswith("lane-"))
+
+
+def test_a_restart_sends_what_the_last_run_left(
+    make_meter: MakeMeter, tmp_path: Path
+) -> None:
+    first = make_meter(spool_dir=tmp_path)
+    with fake_lago(unavailable):
+        record_calls(first, 50)
+        left = first.close(timeout_s=0.2)
+
+    second = make_meter(spool_dir=tmp_path)
+    with fake_lago() as lago:
+        report = second.flush(timeout_s=5)
+        second.close(timeout_s=1)
+
+    assert (left.pending, left.dropped) == (100, 0)
+    assert report.complete and report.acked == 100
+    assert second.stats().recovered == 100
+    assert len(lago.stored) == 100
+    assert lanes(tmp_path) == []
+
+
+def test_acked_events_are_not_sent_again(make_meter: MakeMeter, tmp_path: Path) -> None:
+    answered = threading.Event()
+
+    def first_batch_only(events: list[Event]) -> httpx.Response:
+        if answered.is_set():
+            return httpx.Response(503)
+        answered.set()
+        return ok(events)
+
+    first = make_meter(spool_dir=tmp_path, options=MeterOptions(senders=1))
+    with fake_lago(first_batch_only) as before:
+        record_calls(first, 150)
+        left = first.close(timeout_s=0.3)
+    second = make_meter(spool_dir=tmp_path, options=FAST)
+    with fake_lago() as after:
+        second.flush(timeout_s=5)
+
+    assert (left.acked, left.pending) == (100, 200)
+    delivered_first = set(before.stored)
+    resent = {event["transaction_id"] for event in after.sent}
+    assert len(resent) == 200 and not resent & delivered_first
+    assert delivered_first | resent == {
+        f"req-{n}:{kind}" for n in range(150) for kind in ("input", "output")
+    }
+
+
+def test_a_torn_tail_is_skipped(
+    make_meter: MakeMeter, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    first = make_meter(spool_dir=tmp_path)
+    with fake_lago(unavailable):
+        record_calls(first, 10)
+        first.close(timeout_s=0.2)
+    [segment] = lanes(tmp_path)[0].glob("*.seg")
+    with segment.open("ab") as file:
+        file.write(b'\x40\x00\x00\x00\x01\x02\x03\x04{"transaction_id":')
+
+    second = make_meter(spool_dir=tmp_path)
+    with fake_lago() as lago:
+        report = second.flush(timeout_s=5)
+
+    assert report.acked == 20 and len(lago.stored) == 20
+    assert "torn or corrupt tail" in caplog.text
+
+
+def test_two_live_meters_never_share_a_spool(
+    make_meter: MakeMeter, tmp_path: Path
+) -> None:
+    def by_subscription(events: list[Event]) -> httpx.Response:
+        if events[0]["external_subscription_id"] == "stuck":
+            return httpx.Response(503)
+        return ok(events)
+
+    stuck = make_meter(spool_dir=tmp_path)
+    live = make_meter(spool_dir=tmp_path)
+    with fake_lago(by_subscription) as lago:
+        stuck.record(
+            subscription_id="stuck",
+            model="m",
+            input_tokens=1,
+            output_tokens=0,
+            request_id="a",
+        )
+        record_calls(live, 5)
+        report = live.flush(timeout_s=5)
+        assert len(lanes(tmp_path)) == 2
+        stuck.close(timeout_s=0.1)
+
+    assert report.complete and report.acked == 10
+    assert live.stats().recovered == 0
+    assert {e["external_subscription_id"] for e in lago.stored.values()} == {"sub_1"}
+
+
+def test_events_beyond_the_memory_buffer_wait_on_disk(
+    make_meter: MakeMeter, tmp_path: Path
+) -> None:
+    options = MeterOptions(
+        linger_s=0.01,
+        batch_size=50,
+        max_buffered_events=100,
+        spool_segment_bytes=8 * 1024,
+    )
+    meter = make_meter(spool_dir=tmp_path, options=options)
+    gate = threading.Event()
+
+    def after_gate(events: list[Event]) -> httpx.Response:
+        return ok(events) if gate.is_set() else httpx.Response(503)
+
+    with fake_lago(after_gate) as lago:
+        record_calls(meter, 1000)
+        waiting = meter.stats()
+        gate.set()
+        report = meter.flush(timeout_s=20)
+
+    assert waiting.pending == 2000 and waiting.dropped_total == 0
+    assert waiting.spool_bytes > 8 * 1024
+    assert report.complete and report.acked == 2000
+    assert len(lago.stored) == 2000
+    assert_balanced(meter)
+
+
+def test_a_full_spool_drops_and_counts(make_meter: MakeMeter, tmp_path: Path) -> None:
+    drops: list[tuple[int, str]] = []
+    options = MeterOptions(linger_s=0.01, spool_max_bytes=4096)
+    meter = make_meter(
+        spool_dir=tmp_path,
+        options=options,
+        on_drop=lambda events, reason: drops.append((len(events), reason)),
+    )
+
+    with fake_lago(unavailable):
+        record_calls(meter, 40)
+        stats = meter.stats()
+        meter.close(timeout_s=0.1)
+
+    full = stats.dropped.get(DropReason.SPOOL_FULL, 0)
+    assert full > 0 and stats.spool_bytes <= 4096
+    assert sum(count for count, _ in drops) == full
+    assert {reason for _, reason in drops} == {"spool_full"}
+    assert stats.recorded == stats.pending + full
+
+
+def test_without_spool_the_buffer_overflow_is_counted(make_meter: MakeMeter) -> None:
+    drops: list[int] = []
+    options = MeterOptions(linger_s=0.01, max_buffered_events=100)
+    meter = make_meter(
+        options=options, on_drop=lambda events, reason: drops.append(len(events))
+    )
+
+    with fake_lago(unavailable):
+        record_calls(meter, 500)
+        stats = meter.stats()
+        closed = meter.close(timeout_s=0.1)
+
+    assert stats.dropped[DropReason.BUFFER_FULL] > 0
+    assert stats.pending <= 100 + options.batch_size * options.senders
+    assert closed.recorded == closed.pending + closed.dropped + closed.acked == 1000
+    assert sum(drops) == closed.dropped
+
+
+def test_quarantined_events_go_to_the_dead_letter_file(
+    make_meter: MakeMeter, tmp_path: Path
+) -> None:
+    def reject_second(events: list[Event]) -> httpx.Response:
+        if len(events) > 1:
+            return httpx.Response(
+                422,
+                json={
+                    "status": 422,
+                    "code": "validation_errors",
+                    "error_details": {"1": {"timestamp": ["invalid_format"]}},
+                },
+            )
+        return ok(events)
+
+    meter = make_meter(spool_dir=tmp_path)
+    with fake_lago(reject_second):
+        record_calls(meter, 1)
+        meter.flush(timeout_s=5)
+
+    [line] = (tmp_path / "dead-letter.jsonl").read_text().splitlines()
+    entry = json.loads(line)
+    assert entry["event"]["transaction_id"] == "req-0:output"
+    assert entry["error"] == {"timestamp": ["invalid_format"]}
+    assert entry["status"] == 422
+
+
+def test_close_is_idempotent_and_later_records_are_counted(
+    make_meter: MakeMeter,
+) -> None:
+    drops: list[str] = []
+    meter = make_meter(on_drop=lambda events, reason: drops.append(reason))
+
+    with fake_lago():
+        with meter:
+            record_calls(meter, 2)
+        again = meter.close(timeout_s=1)
+        record_calls(meter, 1)
+
+    assert again.complete and again.acked == 4
+    assert meter.stats().dropped == {DropReason.CLOSED: 2}
+    assert drops == [DropReason.CLOSED]
+    assert_balanced(meter)
