@@ -150,3 +150,26 @@ def test_reset_endpoint_clears_state_faults_and_log(
 def test_unknown_fault_setting_is_a_type_error() -> None:
     with pytest.raises(TypeError, match="error_rat"):
         Faults(error_rat=0.5)
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [
+        {"error_rate": 1.5},
+        {"latency_s": -1},
+        {"error_statuses": []},
+        {"stall_count": "x"},
+    ],
+    ids=["share", "duration", "statuses", "kind"],
+)
+def test_invalid_fault_values_are_refused_and_change_nothing(
+    lago_emulator: EmulatorServer, settings: dict[str, object]
+) -> None:
+    control = f"{lago_emulator.url}/_emulator/faults"
+
+    response = httpx.post(control, json=settings)
+
+    assert response.status_code == 422
+    assert lago_emulator.faults.settings == Faults().settings
+    with pytest.raises(ValueError, match="fault setting|must"):
+        Faults(**settings)

@@ -236,10 +236,12 @@ class EmulatorApp:
     async def fault_settings(self, request: Request) -> Response:
         """``GET``/``POST /_emulator/faults``: read or change the faults live."""
         if request.method == "POST":
-            changes = await _json_body(request)
             try:
+                changes = await _json_body(request)
                 self.faults.update(**(changes or {}))
-            except TypeError as error:
+            except _errors.ApiError as error:
+                return json_response(error.status, error.body)
+            except (TypeError, ValueError) as error:
                 return json_response(422, {"status": 422, "error": str(error)})
         return json_response(200, {"faults": self.faults.settings.to_dict()})
 

@@ -88,17 +88,16 @@ class Faults:
             return self._settings
 
     def update(self, **changes: Any) -> FaultSettings:
-        """Change some settings; unknown names raise ``TypeError``.
+        """Change some settings atomically.
+
+        Unknown names raise ``TypeError``; a share outside [0, 1], a negative
+        duration or count, or a value of the wrong kind raises ``ValueError``,
+        and then nothing changes.
 
         Setting ``seed`` reseeds the random source; setting
         ``rate_limit_for_s`` starts that window now.
         """
-        unknown = set(changes) - _FIELDS
-        if unknown:
-            names = ", ".join(sorted(unknown))
-            raise TypeError(f"Unknown fault settings {names}; use {sorted(_FIELDS)}.")
-        if "error_statuses" in changes:
-            changes["error_statuses"] = tuple(int(s) for s in changes["error_statuses"])
+        changes = _checked(changes)
         with self._lock:
             self._settings = dataclasses.replace(self._settings, **changes)
             if "seed" in changes:
@@ -149,6 +148,42 @@ class Faults:
         if settings.stall_rate and self._random.random() < settings.stall_rate:
             return settings.stall_after_commit_s
         return 0.0
+
+
+_SHARES = ("error_rate", "rate_limit_rate", "stall_rate")
+_DURATIONS_S = ("rate_limit_for_s", "latency_s", "stall_after_commit_s")
+_COUNTS = ("rate_limit_limit", "rate_limit_reset_s", "stall_count")
+
+
+def _checked(changes: dict[str, Any]) -> dict[str, Any]:
+    """``changes`` coerced to the settings' types, or an error naming the field."""
+    unknown = set(changes) - _FIELDS
+    if unknown:
+        names = ", ".join(sorted(unknown))
+        raise TypeError(f"Unknown fault settings {names}; use {sorted(_FIELDS)}.")
+    checked = dict(changes)
+    try:
+        for name in set(changes) & {*_SHARES, *_DURATIONS_S}:
+            checked[name] = float(changes[name])
+        for name in set(changes) & {*_COUNTS}:
+            checked[name] = int(changes[name])
+        if "error_statuses" in changes:
+            checked["error_statuses"] = tuple(int(s) for s in changes["error_statuses"])
+    except (TypeError, ValueError) as error:
+        raise ValueError(
+            f"A fault setting has a value of the wrong kind: {error}."
+        ) from None
+    for name in _SHARES:
+        if name in checked and not 0 <= checked[name] <= 1:
+            raise ValueError(
+                f"{name} must be a share between 0 and 1, not {checked[name]!r}."
+            )
+    for name in (*_DURATIONS_S, *_COUNTS):
+        if name in checked and checked[name] < 0:
+            raise ValueError(f"{name} must not be negative, not {checked[name]!r}.")
+    if "error_statuses" in checked and not checked["error_statuses"]:
+        raise ValueError("error_statuses must name at least one status.")
+    return checked
 
 
 def _rate_limit_headers(

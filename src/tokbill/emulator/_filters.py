@@ -130,33 +130,33 @@ def replace_all(
     kept: set[str] = set()
     for position, payload in enumerate(payloads):
         values, properties = validate(payload, charge["charge_model"], declared)
+        unclaimed = (row for row in existing if row["id"] not in kept)
         match = next(
-            (
-                row
-                for row in existing
-                if row["id"] not in kept and same_values(row["values"], values)
-            ),
-            None,
+            (row for row in unclaimed if same_values(row["values"], values)), None
         )
         if match is None:
-            created = insert(db, charge["id"], position, values, payload, properties)
-            kept.add(created["id"])
-            continue
+            match = insert(db, charge["id"], position, values, payload, properties)
+        else:
+            _update_in_place(db, match["id"], position, payload, properties)
         kept.add(match["id"])
-        db.update(
-            "charge_filters",
-            match["id"],
-            {
-                "position": position,
-                "invoice_display_name": optional_str(
-                    payload.get("invoice_display_name")
-                ),
-                "properties": dumps(properties),
-            },
-        )
     for row in existing:
         if row["id"] not in kept:
             discard(db, row["id"])
+
+
+def _update_in_place(
+    db: Database,
+    filter_id: str,
+    position: int,
+    payload: dict[str, Any],
+    properties: dict[str, Any],
+) -> None:
+    changes = {
+        "position": position,
+        "invoice_display_name": optional_str(payload.get("invoice_display_name")),
+        "properties": dumps(properties),
+    }
+    db.update("charge_filters", filter_id, changes)
 
 
 def discard(db: Database, filter_id: str) -> None:

@@ -133,13 +133,11 @@ def update(call: Call) -> dict[str, Any]:
     payload = call.root("plan")
     frozen = has_subscriptions(db, current["id"])
     row = {**current, "pay_in_advance": bool(current["pay_in_advance"])}
-    for field in (*_ALWAYS_EDITABLE, "amount_cents"):
+    for field in _ALWAYS_EDITABLE:
         if field in payload:
-            row[field] = (
-                payload[field]
-                if field == "amount_cents"
-                else optional_str(payload[field])
-            )
+            row[field] = optional_str(payload[field])
+    if "amount_cents" in payload:
+        row["amount_cents"] = payload["amount_cents"]
     if not frozen:
         _assign_frozen(row, payload, initial=False)
     _validate(db, row)

@@ -68,15 +68,6 @@ def serialize(db: Database, row: Row) -> dict[str, Any]:
     """The subscription as Lago's ``SubscriptionSerializer`` renders it."""
     plan = _plan_of(db, row["plan_id"])
     customer = db.one("SELECT * FROM customers WHERE id = ?", (row["customer_id"],))
-    started = ending = None
-    if row["status"] == "active":
-        period = period_of(db, row, plan)
-        started, ending = iso(period.start), iso(period.last_second)
-    successor = db.one(
-        "SELECT * FROM subscriptions WHERE previous_id = ? AND status = 'pending'",
-        (row["id"],),
-    )
-    previous = db.one("SELECT * FROM subscriptions WHERE id = ?", (row["previous_id"],))
     return {
         "lago_id": row["id"],
         "external_id": row["external_id"],
@@ -95,6 +86,23 @@ def serialize(db: Database, row: Row) -> dict[str, Any]:
         "terminated_at": row["terminated_at"],
         "canceled_at": row["canceled_at"],
         "created_at": row["created_at"],
+        **_plan_change_fields(db, row),
+        **_period_fields(db, row, plan),
+        "on_termination_credit_note": None,
+        "on_termination_invoice": "generate",
+    }
+
+
+def _plan_change_fields(db: Database, row: Row) -> dict[str, Any]:
+    previous = db.one(
+        "SELECT plan_id FROM subscriptions WHERE id = ?", (row["previous_id"],)
+    )
+    successor = db.one(
+        "SELECT plan_id, subscription_at FROM subscriptions"
+        " WHERE previous_id = ? AND status = 'pending'",
+        (row["id"],),
+    )
+    return {
         "previous_plan_code": _plan_of(db, previous["plan_id"])["code"]
         if previous
         else None,
@@ -102,10 +110,17 @@ def serialize(db: Database, row: Row) -> dict[str, Any]:
         if successor
         else None,
         "downgrade_plan_date": successor["subscription_at"][:10] if successor else None,
+    }
+
+
+def _period_fields(db: Database, row: Row, plan: Row) -> dict[str, Any]:
+    started = ending = None
+    if row["status"] == "active":
+        period = period_of(db, row, plan)
+        started, ending = iso(period.start), iso(period.last_second)
+    return {
         "current_billing_period_started_at": started,
         "current_billing_period_ending_at": ending,
-        "on_termination_credit_note": None,
-        "on_termination_invoice": "generate",
     }
 
 

@@ -9,6 +9,7 @@ lago-api ``app/services/invoices/customer_usage_service.rb`` and
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
@@ -90,9 +91,9 @@ def _charge_usage(
     events: list[Row],
     currency: str,
 ) -> dict[str, Any]:
-    declared = _filters.metric_filters(metric)
     stored = _filters.load(db, charge["id"])
-    buckets = [
+    declared = _filters.metric_filters(metric)
+    filters = [
         Bucket(
             properties=row["properties"],
             matcher=_pricing.filter_matcher(row["values"], declared),
@@ -102,18 +103,19 @@ def _charge_usage(
     ]
     default = Bucket(properties=loads(charge["properties"]))
     own_events = [event for event in events if event["code"] == metric["code"]]
-    _pricing.assign(own_events, buckets, default)
+    _pricing.assign(own_events, filters, default)
+    priced = [_price(bucket, metric, charge, currency) for bucket in filters]
+    priced.append(_price(default, metric, charge, currency))
+    units = sum((bucket.units for bucket in priced), Decimal(0))
     entries = [
-        _bucket_usage(bucket, metric, charge, currency, row)
-        for bucket, row in zip(buckets, stored, strict=True)
+        _filter_entry(bucket, row)
+        for bucket, row in zip(priced, [*stored, None], strict=True)
     ]
-    entries.append(_bucket_usage(default, metric, charge, currency, None))
-    units = sum((entry.pop("_units") for entry in entries), Decimal(0))
-    body = {
+    return {
         "units": decimal_text(units),
         "total_aggregated_units": decimal_text(units),
-        "events_count": sum(entry["events_count"] for entry in entries),
-        "amount_cents": sum(entry["amount_cents"] for entry in entries),
+        "events_count": sum(bucket.events_count for bucket in priced),
+        "amount_cents": sum(bucket.amount_cents for bucket in priced),
         "amount_currency": currency,
         "pricing_unit_details": None,
         "charge": {
@@ -132,12 +134,16 @@ def _charge_usage(
         "grouped_usage": [],
         "presentation_breakdowns": [],
     }
-    return body
 
 
-def _bucket_usage(
-    bucket: Bucket, metric: Row, charge: Row, currency: str, row: Row | None
-) -> dict[str, Any]:
+@dataclass(frozen=True)
+class _Priced:
+    units: Decimal
+    events_count: int
+    amount_cents: int
+
+
+def _price(bucket: Bucket, metric: Row, charge: Row, currency: str) -> _Priced:
     units = _pricing.aggregate(
         metric["aggregation_type"], metric["field_name"], bucket.events
     )
@@ -147,12 +153,16 @@ def _bucket_usage(
     # Negative totals are billed as zero units (fees/charge_service.rb#init_fee).
     units = max(units, Decimal(0))
     amount = _pricing.price(charge["charge_model"], bucket.properties, units)
+    return _Priced(units, len(bucket.events), _pricing.to_cents(amount, currency))
+
+
+def _filter_entry(bucket: _Priced, row: Row | None) -> dict[str, Any]:
+    """One ``filters[]`` entry; ``row`` is None for the default bucket."""
     return {
-        "_units": units,
-        "units": decimal_text(units),
-        "total_aggregated_units": decimal_text(units),
-        "events_count": len(bucket.events),
-        "amount_cents": _pricing.to_cents(amount, currency),
+        "units": decimal_text(bucket.units),
+        "total_aggregated_units": decimal_text(bucket.units),
+        "events_count": bucket.events_count,
+        "amount_cents": bucket.amount_cents,
         "pricing_unit_details": None,
         "invoice_display_name": row["invoice_display_name"] if row else None,
         "values": row["values"] if row else None,
