@@ -147,6 +147,16 @@ def test_reset_endpoint_clears_state_faults_and_log(
     assert len(lago_emulator.requests) == 0
 
 
+def test_replacing_the_faults_object_takes_effect(
+    lago_emulator: EmulatorServer, api: httpx.Client
+) -> None:
+    lago_emulator.faults = Faults(error_rate=1.0, error_statuses=[500])
+
+    response = api.get("/plans")
+
+    assert response.status_code == 500
+
+
 def test_unknown_fault_setting_is_a_type_error() -> None:
     with pytest.raises(TypeError, match="error_rat"):
         Faults(error_rat=0.5)

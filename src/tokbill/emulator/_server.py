@@ -48,13 +48,13 @@ class EmulatorServer:
         self.host = host
         self._requested_port = port
         self._db = Database(db_path, clock)
-        self.faults = faults if faults is not None else Faults()
-        """The live fault settings; ``server.faults.update(...)`` works mid-test."""
         self.requests = RequestLog()
         """Every API request answered: method, path and status."""
         self.store = Store(self._db)
         """Read helpers over the stored state."""
-        self._app = EmulatorApp(self._db, self.faults, self.requests, api_key)
+        self._app = EmulatorApp(
+            self._db, faults if faults is not None else Faults(), self.requests, api_key
+        )
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
         self._port: int | None = None
@@ -62,6 +62,15 @@ class EmulatorServer:
     def __repr__(self) -> str:
         state = f"url={self.url!r}" if self._port else "stopped"
         return f"EmulatorServer({state}, db={self._db.path!r})"
+
+    @property
+    def faults(self) -> Faults:
+        """The live fault settings: ``server.faults.update(...)`` works mid-test."""
+        return self._app.faults
+
+    @faults.setter
+    def faults(self, faults: Faults) -> None:
+        self._app.faults = faults
 
     @property
     def port(self) -> int:
