@@ -178,7 +178,7 @@ def test_kill_9_then_restart_delivers_everything_once(
 def test_flush_and_close_return_against_a_hung_server(
     make_meter: MakeMeter, hung_url: str, tmp_path: Path, spooled: bool
 ) -> None:
-    options = MeterOptions(linger_s=0.01, request_timeout_s=30)
+    options = MeterOptions(linger_s=0.01, senders=2, request_timeout_s=30)
     meter = make_meter(
         api_url=hung_url, options=options, spool_dir=tmp_path if spooled else None
     )

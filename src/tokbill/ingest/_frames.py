@@ -2,7 +2,9 @@
 
 A process killed in the middle of a write leaves a torn last record; its CRC
 (or its length running past the end of the file) gives it away, and reading
-stops there. Nothing after a bad record is trusted.
+stops there. Nothing after a bad record is trusted. A zero length ends the
+records too: segments are preallocated, so their unused tail reads as zeros,
+and no record is empty.
 """
 
 from __future__ import annotations
@@ -34,6 +36,8 @@ def read_frames(data: bytes) -> tuple[list[bytes], int]:
     size = len(data)
     while offset + _HEADER.size <= size:
         length, crc = _HEADER.unpack_from(data, offset)
+        if length == 0:
+            break
         start = offset + _HEADER.size
         end = start + length
         if end > size:

@@ -31,6 +31,7 @@ from tokbill.ingest._spool import Spool
 __all__ = ["Connection", "Runtime"]
 
 USER_AGENT: Final = f"tokbill-ingest/{__version__}"
+_STOP_SHARE_S: Final = 0.1
 
 
 class Connection:
@@ -136,10 +137,13 @@ class Runtime:
             return FlushReport.from_stats(stats, complete=stats.pending == 0)
         self._closed = True
         complete = True
+        # Keep a slice of the deadline for the threads to stop, so that they
+        # usually exit (and release the spool) before close returns.
+        drain_deadline = deadline - min(_STOP_SHARE_S, timeout_s / 10)
         if self.started:
-            self._ready.wait(max(deadline - time.monotonic(), 0.0))
+            self._ready.wait(max(drain_deadline - time.monotonic(), 0.0))
             target = self.pipeline.close_admission()
-            complete = self.pipeline.wait_resolved(target, deadline)
+            complete = self.pipeline.wait_resolved(target, drain_deadline)
         else:
             self.pipeline.close_admission()
         self.pipeline.stop()

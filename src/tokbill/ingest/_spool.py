@@ -10,10 +10,14 @@ Layout under ``spool_dir``::
 
 Guarantees and limits:
 
-- ``append`` is one ``os.write`` on the caller's thread: the record is in the
-  page cache when ``record`` returns, so it survives ``kill -9`` of the
-  process. It survives a power loss only with ``fsync_interval_s`` set, and
-  then only what was written more than that interval before the loss.
+- ``append`` copies the record into a shared memory map of a preallocated
+  segment, on the caller's thread: no system call (which would let another
+  thread take the GIL mid-``record``), and the record is in the page cache
+  when ``record`` returns, so it survives ``kill -9`` of the process. It
+  survives a power loss only with ``fsync_interval_s`` set, and then only
+  what was written more than that interval before the loss. Segments are
+  reserved with ``posix_fallocate``, so a full disk is an error at rotation,
+  never a fault while writing into the map.
 - A lane is owned by one meter (flock). A lane whose lock is free belongs to
   a dead process and is adopted by the next meter on the same ``spool_dir``:
   its records not listed in a ``.done`` file are sent again. Lago dedupes on
@@ -29,6 +33,7 @@ from __future__ import annotations
 import fcntl
 import json
 import logging
+import mmap
 import os
 import threading
 import time
@@ -65,8 +70,10 @@ class _Segment:
 
     __slots__ = (
         "done",
+        "capacity",
         "done_fd",
         "fd",
+        "map",
         "lane",
         "number",
         "read_fd",
@@ -80,6 +87,8 @@ class _Segment:
         self.lane = lane
         self.number = number
         self.fd: int | None = None
+        self.map: mmap.mmap | None = None
+        self.capacity = 0
         self.read_fd: int | None = None
         self.done_fd: int | None = None
         self.size = 0
@@ -173,27 +182,22 @@ class Spool:
         self._head = self._new_segment(1)
 
     def append(self, payloads: Sequence[bytes]) -> list[Ref]:
-        """Write ``payloads`` in one ``os.write`` and return where they are.
+        """Copy ``payloads`` into the segment map and return where they are.
 
         Raises:
-            SpoolFullError: past ``max_bytes``, or the disk refused the write.
+            SpoolFullError: past ``max_bytes``, or the disk has no room for
+                a new segment.
         """
         data = b"".join([frame(payload) for payload in payloads])
         with self._lock:
             head = self._writable_head(len(data))
-            assert head.fd is not None
-            try:
-                written = os.write(head.fd, data)
-            except OSError as exc:
-                raise SpoolFullError(str(exc)) from exc
-            if written != len(data):
-                os.ftruncate(head.fd, head.size)
-                raise SpoolFullError("The disk took only part of the record.")
+            assert head.map is not None
+            end = head.size + len(data)
+            head.map[head.size : end] = data
             first = head.records
-            head.size += written
+            head.size = end
             head.records += len(payloads)
             head.unresolved += len(payloads)
-            self._bytes += written
             self._unsynced = True
         return [(head, first + offset) for offset in range(len(payloads))]
 
@@ -287,8 +291,8 @@ class Spool:
             head = self._head
             self._unsynced = False
             self._last_sync = now
-            if head is not None and head.fd is not None:
-                os.fsync(head.fd)
+            if head is not None and head.map is not None:
+                head.map.flush()
                 _sync_directory(head.lane.path)
 
     def close(self) -> None:
@@ -298,7 +302,7 @@ class Spool:
             self._spill = None
             for lane in [*self._adopted, *([self._lane] if self._lane else [])]:
                 for segment in list(lane.segments.values()):
-                    segment.sealed = True
+                    self._seal(segment)
                     self._delete_if_finished(segment)
                 self._release(lane, remove=not lane.segments)
             self._adopted.clear()
@@ -310,6 +314,8 @@ class Spool:
         """In a forked child: drop the parent's files without touching them."""
         for lane in [*self._adopted, *([self._lane] if self._lane else [])]:
             for segment in lane.segments.values():
+                if segment.map is not None:
+                    segment.map.close()
                 for fd in (segment.fd, segment.read_fd, segment.done_fd):
                     _close_quietly(fd)
             _close_quietly(lane.lock_fd)
@@ -324,29 +330,49 @@ class Spool:
         head = self._head
         if head is None:
             raise SpoolFullError("The spool is closed.")
-        if self._bytes + incoming > self._max_bytes:
-            raise SpoolFullError(f"The spool holds its limit of {self._max_bytes} B.")
-        if head.size + incoming > self._segment_bytes and head.records:
-            head = self._rotate(head)
+        if head.size + incoming > head.capacity:
+            head = self._rotate(head, incoming)
         return head
 
-    def _rotate(self, head: _Segment) -> _Segment:
-        head.sealed = True
-        _close_quietly(head.fd)
-        head.fd = None
-        new = self._new_segment(head.number + 1)
+    def _rotate(self, head: _Segment, incoming: int) -> _Segment:
+        new = self._new_segment(head.number + 1, incoming)
+        self._seal(head)
         if self._spill is not None:
             self._backlog.append(_Cursor(new, 0, 0))
             self._spill = self._backlog[-1]
         self._delete_if_finished(head)
         return new
 
-    def _new_segment(self, number: int) -> _Segment:
+    def _seal(self, segment: _Segment) -> None:
+        # Give back the reserved tail: the segment never grows again.
+        segment.sealed = True
+        if segment.map is not None:
+            segment.map.close()
+            segment.map = None
+        if segment.fd is not None:
+            os.ftruncate(segment.fd, segment.size)
+            _close_quietly(segment.fd)
+            segment.fd = None
+            self._bytes -= segment.capacity - segment.size
+            segment.capacity = segment.size
+
+    def _new_segment(self, number: int, incoming: int = 0) -> _Segment:
         assert self._lane is not None
+        capacity = max(min(self._segment_bytes, self._max_bytes), incoming)
+        if self._bytes + capacity > self._max_bytes:
+            raise SpoolFullError(f"The spool holds its limit of {self._max_bytes} B.")
         segment = _Segment(self._lane, number)
-        segment.fd = os.open(
-            segment.path(".seg"), os.O_WRONLY | os.O_CREAT | os.O_APPEND, _FILE_MODE
-        )
+        fd = os.open(segment.path(".seg"), os.O_RDWR | os.O_CREAT, _FILE_MODE)
+        try:
+            os.posix_fallocate(fd, 0, capacity)
+            segment.map = mmap.mmap(fd, capacity)
+        except OSError as exc:
+            os.close(fd)
+            segment.path(".seg").unlink(missing_ok=True)
+            raise SpoolFullError(f"No room for a spool segment: {exc}.") from exc
+        segment.fd = fd
+        segment.capacity = capacity
+        self._bytes += capacity
         self._lane.segments[number] = segment
         self._head = segment
         return segment
@@ -372,10 +398,9 @@ class Spool:
             return
         for fd in (segment.fd, segment.read_fd, segment.done_fd):
             _close_quietly(fd)
+        self._bytes -= segment.capacity + _size_or_zero(segment.path(".done"))
         for suffix in (".seg", ".done"):
-            path = segment.path(suffix)
-            self._bytes -= _size_or_zero(path)
-            path.unlink(missing_ok=True)
+            segment.path(suffix).unlink(missing_ok=True)
         segment.lane.segments.pop(segment.number, None)
 
     def _release_if_drained(self, lane: _Lane) -> None:
@@ -397,13 +422,14 @@ class Spool:
         segment.sealed = True
         data = segment.path(".seg").read_bytes()
         payloads, valid = read_frames(data)
-        if valid < len(data):
+        if data.count(0, valid) < len(data) - valid:
             logger.warning(
                 "Skipped a torn or corrupt tail of %d bytes in %s.",
                 len(data) - valid,
                 segment.path(".seg"),
             )
         segment.size = valid
+        segment.capacity = len(data)
         segment.records = len(payloads)
         segment.done = bytearray(len(payloads))
         done_path = segment.path(".done")
