@@ -49,8 +49,11 @@ def charge(
 ) -> ChargeSpec:
     size = package_size if charge_model == "package" else None
     filters = tuple(
-        PriceSpec(Decimal(amount), package_size=size,
-                  values={"model": (model,), "type": (kind,)})
+        PriceSpec(
+            Decimal(amount),
+            package_size=size,
+            values={"model": (model,), "type": (kind,)},
+        )
         for (model, kind), amount in sorted((prices or GPT4_PRICES).items())
     )
     fields: dict[str, Any] = {

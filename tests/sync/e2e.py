@@ -43,13 +43,16 @@ plans:
 """
 
 PRICE_RAISED = GPT4.replace('{input: "0.03"', '{input: "0.035"')
-MODEL_ADDED = GPT4.replace(
-    "[gpt-4, gpt-4-32k]", "[gpt-4, gpt-4-32k, gpt-4-turbo]"
-) + '          gpt-4-turbo: {input: "0.01", output: "0.03"}\n'
+MODEL_ADDED = (
+    GPT4.replace("[gpt-4, gpt-4-32k]", "[gpt-4, gpt-4-32k, gpt-4-turbo]")
+    + '          gpt-4-turbo: {input: "0.01", output: "0.03"}\n'
+)
 MODEL_REMOVED = GPT4.replace("[gpt-4, gpt-4-32k]", "[gpt-4]").replace(
     '          gpt-4-32k: {input: "0.06", output: "0.12"}\n', ""
 )
-SECOND_CHARGE = GPT4 + """\
+SECOND_CHARGE = (
+    GPT4
+    + """\
       - billable_metric: llm_tokens
         code: llm_tokens_batch
         charge_model: standard
@@ -58,6 +61,7 @@ SECOND_CHARGE = GPT4 + """\
           gpt-4:     {input: "0.00001", output: "0.00002"}
           gpt-4-32k: {input: "0.00003", output: "0.00004"}
 """
+)
 # Another team's plan on the same metric, in a file the GPT-4 one never loads.
 ENTERPRISE = GPT4.replace("code: gpt4", "code: enterprise").replace(
     "name: GPT-4", "name: Enterprise"
@@ -74,7 +78,9 @@ def write(directory: Path, name: str, text: str) -> Path:
 
 
 def planned(
-    client: LagoClient, *paths: Path | str, allow_destroy: bool = False,
+    client: LagoClient,
+    *paths: Path | str,
+    allow_destroy: bool = False,
     prune: bool = False,
 ) -> Plan:
     templates = load_templates(list(paths))
@@ -91,8 +97,13 @@ def writes(server: EmulatorServer) -> list[tuple[str, str]]:
 
 
 def subscribe(client: LagoClient, plan_code: str, external_id: str = "sub_1") -> None:
-    client.post("/subscriptions", {"subscription": {
-        "external_customer_id": f"cus_{external_id}",
-        "external_id": external_id,
-        "plan_code": plan_code,
-    }})
+    client.post(
+        "/subscriptions",
+        {
+            "subscription": {
+                "external_customer_id": f"cus_{external_id}",
+                "external_id": external_id,
+                "plan_code": plan_code,
+            }
+        },
+    )

@@ -94,7 +94,8 @@ def test_a_standard_price_reads_per_unit_and_a_drop_is_negative() -> None:
     standard = charge(charge_model="standard", package_size=None)
     cheaper = charge(
         {**GPT4_PRICES, ("gpt-4", "output"): "0.045"},
-        charge_model="standard", package_size=None,
+        charge_model="standard",
+        package_size=None,
     )
     live = LiveState.from_lago([lago_metric(metric())], [lago_plan(plan(standard))])
 
@@ -164,8 +165,9 @@ def test_a_charge_model_change_is_blocked_only_with_subscriptions() -> None:
     free = make_plan(wanted, converged())
 
     assert only(blocked.changes, "charge", "llm_tokens").action == "blocked"
-    assert "charge_model" in (only(blocked.changes, "charge", "llm_tokens").reason
-                              or "")
+    assert "charge_model" in (
+        only(blocked.changes, "charge", "llm_tokens").reason or ""
+    )
     assert only(free.changes, "charge", "llm_tokens").action == "update"
 
 
@@ -234,8 +236,10 @@ def test_removing_a_value_nobody_else_prices_is_an_update() -> None:
 
 def test_a_value_only_outside_plans_ever_priced_is_kept_and_noted() -> None:
     gpt35_metric = metric(models=("gpt-3.5-turbo",))
-    gpt35_prices = {("gpt-3.5-turbo", "input"): "0.0015",
-                    ("gpt-3.5-turbo", "output"): "0.002"}
+    gpt35_prices = {
+        ("gpt-3.5-turbo", "input"): "0.0015",
+        ("gpt-3.5-turbo", "output"): "0.002",
+    }
     gpt35 = plan(charge(gpt35_prices), code="gpt35")
 
     result = make_plan(templates(gpt35_metric, gpt35), converged())
@@ -275,10 +279,12 @@ def test_prune_blocks_deleting_plans_and_metrics_outside_the_templates() -> None
     )
 
     assert [(c.kind, c.code) for c in blocked.blocked] == [
-        ("billable_metric", "images"), ("plan", "enterprise"),
+        ("billable_metric", "images"),
+        ("plan", "enterprise"),
     ]
     assert [(c.code, c.action) for c in allowed.pending] == [
-        ("images", "delete"), ("enterprise", "delete"),
+        ("images", "delete"),
+        ("enterprise", "delete"),
     ]
 
 
@@ -290,7 +296,11 @@ def test_the_json_document_is_stable_and_serialisable() -> None:
 
     assert document["format_version"] == 1
     assert document["summary"] == {
-        "create": 0, "update": 1, "delete": 0, "blocked": 0, "unchanged": 2,
+        "create": 0,
+        "update": 1,
+        "delete": 0,
+        "blocked": 0,
+        "unchanged": 2,
     }
     (update,) = [c for c in document["changes"] if c["action"] == "update"]
     assert update["fields"][0] == {

@@ -41,7 +41,7 @@ def test_the_export_of_an_applied_template_equals_the_template(
 
     assert exported.metrics == original.metrics
     assert exported.plans == original.plans
-    assert 'gpt-4: {input: ' in text
+    assert "gpt-4: {input: " in text
 
 
 def test_export_selects_metrics_and_plans_by_code(
@@ -64,16 +64,23 @@ def test_a_charge_the_format_cannot_express_is_refused_by_name(
 ) -> None:
     sync(client, write(tmp_path, "gpt4.yaml", GPT4))
     metric = client.get("/billable_metrics/llm_tokens")["billable_metric"]
-    client.post("/plans/gpt4/charges", {"charge": {
-        "code": "bundle",
-        "billable_metric_id": metric["lago_id"],
-        "charge_model": "standard",
-        "properties": {"amount": "0"},
-        "filters": [{
-            "properties": {"amount": "0.02"},
-            "values": {"model": ["gpt-4", "gpt-4-32k"]},
-        }],
-    }})
+    client.post(
+        "/plans/gpt4/charges",
+        {
+            "charge": {
+                "code": "bundle",
+                "billable_metric_id": metric["lago_id"],
+                "charge_model": "standard",
+                "properties": {"amount": "0"},
+                "filters": [
+                    {
+                        "properties": {"amount": "0.02"},
+                        "values": {"model": ["gpt-4", "gpt-4-32k"]},
+                    }
+                ],
+            }
+        },
+    )
 
     with pytest.raises(ExportError, match="Charge bundle of plan gpt4 has a filter"):
         export_state(client)

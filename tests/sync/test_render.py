@@ -18,7 +18,8 @@ from tokbill.sync import LiveState, SubscriptionCount, make_plan, render_plan
 
 def test_the_text_groups_changes_and_prefixes_every_line() -> None:
     live = LiveState.from_lago(
-        [lago_metric(metric())], [lago_plan(plan())],
+        [lago_metric(metric())],
+        [lago_plan(plan())],
         {"gpt4": SubscriptionCount(active=1, ever=1)},
     )
     prices = {**GPT4_PRICES, ("gpt-4", "input"): "0.035"}

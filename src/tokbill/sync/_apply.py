@@ -47,8 +47,11 @@ class Write:
 
     def to_dict(self) -> dict[str, str]:
         """This write in the JSON apply document."""
-        return {"method": self.method, "path": self.path,
-                "description": self.description}
+        return {
+            "method": self.method,
+            "path": self.path,
+            "description": self.description,
+        }
 
 
 class ApplyError(SyncError):
@@ -58,7 +61,11 @@ class ApplyError(SyncError):
     """
 
     def __init__(
-        self, message: str, *, done: tuple[Write, ...], failed: Write,
+        self,
+        message: str,
+        *,
+        done: tuple[Write, ...],
+        failed: Write,
         not_done: tuple[Write, ...],
     ) -> None:
         super().__init__(message)
@@ -113,8 +120,9 @@ def apply_plan(client: LagoClient, plan: Plan) -> ApplyResult:
 
 
 def _blocked_message(plan: Plan) -> str:
-    lines = [f"{len(plan.blocked)} change(s) blocked by a safety rule; "
-             "nothing was written."]
+    lines = [
+        f"{len(plan.blocked)} change(s) blocked by a safety rule; nothing was written."
+    ]
     for change in plan.blocked:
         lines.append(f"- {change.label}: {change.reason} Remedy: {change.remedy}")
     return "\n".join(lines)
@@ -145,7 +153,7 @@ def _send(client: LagoClient, step: _Step) -> JSON:
 
 def _apply_error(exc: LagoError, steps: list[_Step], index: int) -> ApplyError:
     done = tuple(step.write for step in steps[:index])
-    not_done = tuple(step.write for step in steps[index + 1:])
+    not_done = tuple(step.write for step in steps[index + 1 :])
     made = "; ".join(str(w) for w in done) or "none"
     message = (
         f"Apply stopped at write {index + 1} of {len(steps)}, "
@@ -153,15 +161,17 @@ def _apply_error(exc: LagoError, steps: list[_Step], index: int) -> ApplyError:
         f"{len(not_done)} write(s) not attempted. Run apply again to finish: "
         "it plans from what Lago now holds."
     )
-    return ApplyError(message, done=done, failed=steps[index].write,
-                      not_done=not_done)
+    return ApplyError(message, done=done, failed=steps[index].write, not_done=not_done)
 
 
 def _verify(client: LagoClient, plan: Plan) -> None:
     live = read_state(client, plan.template_set, prune=plan.prune)
     left = [
-        change for change in compute_changes(
-            plan.template_set, live, allow_destroy=plan.allow_destroy,
+        change
+        for change in compute_changes(
+            plan.template_set,
+            live,
+            allow_destroy=plan.allow_destroy,
             prune=plan.prune,
         )
         if change.action != "unchanged"
@@ -200,15 +210,23 @@ class _Steps:
     def _metric(self, change: Change) -> list[_Step]:
         path = api_path("billable_metrics", change.code)
         if change.action == "delete":
-            return [_Step(Write("DELETE", path, f"delete metric {change.code}"), 4,
-                          lambda: None)]
+            return [
+                _Step(
+                    Write("DELETE", path, f"delete metric {change.code}"),
+                    4,
+                    lambda: None,
+                )
+            ]
         spec: MetricSpec = change.desired
         if change.action == "create":
-            return [_Step(
-                Write("POST", "/billable_metrics", f"create metric {spec.code}"), 1,
-                lambda: {"billable_metric": spec.payload()},
-                on_result=self._remember_metric,
-            )]
+            return [
+                _Step(
+                    Write("POST", "/billable_metrics", f"create metric {spec.code}"),
+                    1,
+                    lambda: {"billable_metric": spec.payload()},
+                    on_result=self._remember_metric,
+                )
+            ]
         return self._metric_update(change, spec, path)
 
     def _metric_update(
@@ -222,15 +240,21 @@ class _Steps:
         steps = []
         if adds or (other and not removes):
             widened = replace(spec, filters=_union(live.filters, spec.filters))
-            steps.append(_Step(
-                Write("PUT", path, f"update metric {spec.code}"), 1,
-                lambda: {"billable_metric": widened.payload()},
-            ))
+            steps.append(
+                _Step(
+                    Write("PUT", path, f"update metric {spec.code}"),
+                    1,
+                    lambda: {"billable_metric": widened.payload()},
+                )
+            )
         if removes:
-            steps.append(_Step(
-                Write("PUT", path, f"remove filter values of metric {spec.code}"),
-                4, lambda: {"billable_metric": spec.payload()},
-            ))
+            steps.append(
+                _Step(
+                    Write("PUT", path, f"remove filter values of metric {spec.code}"),
+                    4,
+                    lambda: {"billable_metric": spec.payload()},
+                )
+            )
         return steps
 
     def _remember_metric(self, result: JSON) -> None:
@@ -240,15 +264,24 @@ class _Steps:
     def _plan(self, change: Change) -> list[_Step]:
         path = api_path("plans", change.code)
         if change.action == "delete":
-            return [_Step(Write("DELETE", path, f"delete plan {change.code}"), 3,
-                          lambda: None)]
+            return [
+                _Step(
+                    Write("DELETE", path, f"delete plan {change.code}"), 3, lambda: None
+                )
+            ]
         spec: PlanSpec = change.desired
         if change.action == "create":
-            return [_Step(
-                Write("POST", "/plans", f"create plan {spec.code} with "
-                      f"{len(spec.charges)} charge(s)"), 2,
-                lambda: {"plan": spec.payload(self.metric_ids)},
-            )]
+            return [
+                _Step(
+                    Write(
+                        "POST",
+                        "/plans",
+                        f"create plan {spec.code} with {len(spec.charges)} charge(s)",
+                    ),
+                    2,
+                    lambda: {"plan": spec.payload(self.metric_ids)},
+                )
+            ]
 
         def body() -> JSON:
             # Without "charges", Lago leaves every charge as it is.
@@ -262,8 +295,9 @@ class _Steps:
         assert change.plan is not None
         if change.action == "delete":
             path = api_path("plans", change.plan, "charges", change.code)
-            return [_Step(Write("DELETE", path, f"delete {change.label}"), 3,
-                          lambda: None)]
+            return [
+                _Step(Write("DELETE", path, f"delete {change.label}"), 3, lambda: None)
+            ]
         spec: ChargeSpec = change.desired
 
         def body() -> JSON:

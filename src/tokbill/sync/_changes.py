@@ -43,9 +43,9 @@ class FieldChange:
         """This difference as part of the JSON plan document."""
         return {
             "field": self.field,
-            "filter": None if self.filter is None else {
-                key: list(values) for key, values in self.filter.items()
-            },
+            "filter": None
+            if self.filter is None
+            else {key: list(values) for key, values in self.filter.items()},
             "before": self.before,
             "after": self.after,
             "text": self.text,

@@ -77,20 +77,28 @@ def charge_field_changes(
 ) -> list[FieldChange]:
     """Every difference between two states of a charge, charge fields first."""
     changes = [
-        FieldChange(name, _opt(old), _opt(new),
-                    f"{name}: {_shown(old)} -> {_shown(new)}")
+        FieldChange(
+            name, _opt(old), _opt(new), f"{name}: {_shown(old)} -> {_shown(new)}"
+        )
         for name in (*FROZEN_CHARGE_FIELDS, "invoice_display_name")
         if (old := getattr(before, name)) != (new := getattr(after, name))
     ]
     changes += _bucket_changes(
-        DEFAULT_BUCKET_LABEL, None, before.default, after.default,
-        (before.charge_model, after.charge_model), words,
+        DEFAULT_BUCKET_LABEL,
+        None,
+        before.default,
+        after.default,
+        (before.charge_model, after.charge_model),
+        words,
     )
     for key in sorted(set(before.filters) | set(after.filters)):
         changes += _bucket_changes(
-            bucket_label(key, price_by), key,
-            before.filters.get(key), after.filters.get(key),
-            (before.charge_model, after.charge_model), words,
+            bucket_label(key, price_by),
+            key,
+            before.filters.get(key),
+            after.filters.get(key),
+            (before.charge_model, after.charge_model),
+            words,
         )
     return changes
 
@@ -99,11 +107,25 @@ def describe_charge(
     state: ChargeState, *, price_by: Sequence[str], words: UnitWords, added: bool
 ) -> list[FieldChange]:
     """One line per price of a charge being created or deleted."""
-    lines = [_presence(DEFAULT_BUCKET_LABEL, None, state.default,
-                       state.charge_model, words, added=added)]
+    lines = [
+        _presence(
+            DEFAULT_BUCKET_LABEL,
+            None,
+            state.default,
+            state.charge_model,
+            words,
+            added=added,
+        )
+    ]
     lines += [
-        _presence(bucket_label(key, price_by), key, bucket,
-                  state.charge_model, words, added=added)
+        _presence(
+            bucket_label(key, price_by),
+            key,
+            bucket,
+            state.charge_model,
+            words,
+            added=added,
+        )
         for key, bucket in sorted(state.filters.items())
     ]
     return lines
@@ -163,9 +185,9 @@ def _changed_bucket(
     shown = {"amount", "package_size"}
     if old is not None and new is not None and (old, unit_old) != (new, unit_new):
         text = _amount_text(label, str(old), str(new), unit_old, unit_new)
-        changes.append(FieldChange(
-            f"{prefix}.amount", str(old), str(new), text, filter_values
-        ))
+        changes.append(
+            FieldChange(f"{prefix}.amount", str(old), str(new), text, filter_values)
+        )
     elif old is None or new is None:
         shown = set()
     props_old, props_new = dict(before.properties), dict(after.properties)
@@ -175,16 +197,26 @@ def _changed_bucket(
     for name in sorted((set(props_old) | set(props_new)) - shown):
         a, b = props_old.get(name), props_new.get(name)
         if a != b:
-            changes.append(FieldChange(
-                f"{prefix}.{name}", _opt(a), _opt(b),
-                f"{label}: {name} {_opt(a)} -> {_opt(b)}", filter_values,
-            ))
+            changes.append(
+                FieldChange(
+                    f"{prefix}.{name}",
+                    _opt(a),
+                    _opt(b),
+                    f"{label}: {name} {_opt(a)} -> {_opt(b)}",
+                    filter_values,
+                )
+            )
     if before.invoice_display_name != after.invoice_display_name:
         a, b = before.invoice_display_name, after.invoice_display_name
-        changes.append(FieldChange(
-            "filters.invoice_display_name", a, b,
-            f"{label}: invoice_display_name {a!r} -> {b!r}", filter_values,
-        ))
+        changes.append(
+            FieldChange(
+                "filters.invoice_display_name",
+                a,
+                b,
+                f"{label}: invoice_display_name {a!r} -> {b!r}",
+                filter_values,
+            )
+        )
     return changes
 
 

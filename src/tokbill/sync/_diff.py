@@ -139,19 +139,24 @@ def _metric_change(context: _Context, spec: MetricSpec) -> Change:
     live = context.live.metrics.get(spec.code)
     if live is None:
         fields = [
-            FieldChange(f"filters.{key}", None, ", ".join(values),
-                        f"filters.{key}: {', '.join(values)}")
+            FieldChange(
+                f"filters.{key}",
+                None,
+                ", ".join(values),
+                f"filters.{key}: {', '.join(values)}",
+            )
             for key, values in sorted(spec.filters.items())
         ]
-        return Change("billable_metric", spec.code, "create", tuple(fields),
-                      desired=spec)
-    fields = _scalar_changes(spec, live, ("name", "description",
-                                          *FROZEN_METRIC_FIELDS))
+        return Change(
+            "billable_metric", spec.code, "create", tuple(fields), desired=spec
+        )
+    fields = _scalar_changes(spec, live, ("name", "description", *FROZEN_METRIC_FIELDS))
     filters = _FilterDiff(context, spec, live)
     reasons, remedies = filters.reasons, filters.remedies
     frozen = [f.field for f in fields if f.field in FROZEN_METRIC_FIELDS]
-    users = sorted(p.code for p in context.live.plans.values()
-                   if p.uses_metric(spec.code))
+    users = sorted(
+        p.code for p in context.live.plans.values() if p.uses_metric(spec.code)
+    )
     if frozen and users:
         reasons.append(
             f"Lago keeps {', '.join(frozen)} of metric {spec.code} unchanged once a "
@@ -165,9 +170,15 @@ def _metric_change(context: _Context, spec: MetricSpec) -> Change:
     fields += filters.fields
     target = dataclasses.replace(spec, filters=filters.target)
     return Change(
-        "billable_metric", spec.code, _action(fields, reasons),
-        tuple(fields), reason=_join(reasons), remedy=_join(remedies),
-        notes=tuple(filters.notes), desired=target, live=live,
+        "billable_metric",
+        spec.code,
+        _action(fields, reasons),
+        tuple(fields),
+        reason=_join(reasons),
+        remedy=_join(remedies),
+        notes=tuple(filters.notes),
+        desired=target,
+        live=live,
     )
 
 
@@ -198,8 +209,11 @@ class _FilterDiff:
         )
 
     def _keeps(self, context: _Context, metric: str, key: str, value: str) -> bool:
-        outside = sorted(p.code for p in context.outside_plans()
-                         if p.prices_value(metric, key, value))
+        outside = sorted(
+            p.code
+            for p in context.outside_plans()
+            if p.prices_value(metric, key, value)
+        )
         if not outside:
             return False
         managed = [context.live.plans.get(p.code) for p in context.template_set.plans]
@@ -252,49 +266,79 @@ def _plan_changes(context: _Context, spec: PlanSpec) -> list[Change]:
     reasons, remedies = [], []
     frozen = [f.field for f in fields if f.field in FROZEN_PLAN_FIELDS]
     if frozen and subscriptions.ever:
-        reasons.append(_frozen_reason(f"{', '.join(frozen)} of plan {spec.code}",
-                                      spec.code, subscriptions))
+        reasons.append(
+            _frozen_reason(
+                f"{', '.join(frozen)} of plan {spec.code}", spec.code, subscriptions
+            )
+        )
         remedies.append(_new_plan_remedy(spec.code))
     plan_change = Change(
-        "plan", spec.code, _action(fields, reasons), tuple(fields),
-        reason=_join(reasons), remedy=_join(remedies),
+        "plan",
+        spec.code,
+        _action(fields, reasons),
+        tuple(fields),
+        reason=_join(reasons),
+        remedy=_join(remedies),
         active_subscriptions=context.active_subscriptions(spec.code),
-        desired=spec, live=live,
+        desired=spec,
+        live=live,
     )
     charges = [_charge_change(context, spec, live, c) for c in spec.charges]
     wanted = {c.code for c in spec.charges}
-    charges += [_charge_delete(context, spec.code, live, code)
-                for code in sorted(set(live.charges) - wanted)]
+    charges += [
+        _charge_delete(context, spec.code, live, code)
+        for code in sorted(set(live.charges) - wanted)
+    ]
     return [plan_change, *charges]
 
 
 def _plan_create(context: _Context, spec: PlanSpec) -> list[Change]:
     fields = tuple(
         FieldChange(name, None, _str(value), f"{name}: {_show(value)}")
-        for name in ("name", "interval", "amount_cents", "amount_currency",
-                     "pay_in_advance")
+        for name in (
+            "name",
+            "interval",
+            "amount_cents",
+            "amount_currency",
+            "pay_in_advance",
+        )
         if (value := getattr(spec, name)) is not None
     )
     if spec.code in context.live.pending_deletion:
-        return [Change(
-            "plan", spec.code, "blocked", fields,
-            reason=f"Plan code {spec.code} is still held by a plan Lago is "
-            "deleting, so creating it would fail.",
-            remedy="Wait until Lago has finished deleting the old plan, then "
-            "rerun, or use another plan code.",
-            desired=spec,
-        )]
+        return [
+            Change(
+                "plan",
+                spec.code,
+                "blocked",
+                fields,
+                reason=f"Plan code {spec.code} is still held by a plan Lago is "
+                "deleting, so creating it would fail.",
+                remedy="Wait until Lago has finished deleting the old plan, then "
+                "rerun, or use another plan code.",
+                desired=spec,
+            )
+        ]
     charges = [
-        Change("charge", c.code, "create", tuple(_describe(context, c)),
-               plan=spec.code, desired=c)
+        Change(
+            "charge",
+            c.code,
+            "create",
+            tuple(_describe(context, c)),
+            plan=spec.code,
+            desired=c,
+        )
         for c in spec.charges
     ]
     return [Change("plan", spec.code, "create", fields, desired=spec), *charges]
 
 
 def _describe(context: _Context, spec: ChargeSpec) -> list[FieldChange]:
-    return describe_charge(charge_state(spec), price_by=spec.price_by,
-                           words=context.words(spec.billable_metric), added=True)
+    return describe_charge(
+        charge_state(spec),
+        price_by=spec.price_by,
+        words=context.words(spec.billable_metric),
+        added=True,
+    )
 
 
 def _charge_change(
@@ -302,11 +346,19 @@ def _charge_change(
 ) -> Change:
     live = live_plan.charges.get(spec.code)
     if live is None:
-        return Change("charge", spec.code, "create", tuple(_describe(context, spec)),
-                      plan=plan.code, desired=spec)
+        return Change(
+            "charge",
+            spec.code,
+            "create",
+            tuple(_describe(context, spec)),
+            plan=plan.code,
+            desired=spec,
+        )
     fields = charge_field_changes(
-        live.state, charge_state(spec),
-        price_by=spec.price_by, words=context.words(spec.billable_metric),
+        live.state,
+        charge_state(spec),
+        price_by=spec.price_by,
+        words=context.words(spec.billable_metric),
     )
     subscriptions = context.subscriptions(plan.code)
     reasons, remedies = [], []
@@ -316,26 +368,42 @@ def _charge_change(
         reasons.append(_frozen_reason(what, plan.code, subscriptions))
         remedies.append(_new_plan_remedy(plan.code))
     return Change(
-        "charge", spec.code, _action(fields, reasons), tuple(fields),
-        plan=plan.code, reason=_join(reasons), remedy=_join(remedies),
-        desired=spec, live=live,
+        "charge",
+        spec.code,
+        _action(fields, reasons),
+        tuple(fields),
+        plan=plan.code,
+        reason=_join(reasons),
+        remedy=_join(remedies),
+        desired=spec,
+        live=live,
     )
 
 
 def _charge_delete(context: _Context, plan: str, live: LivePlan, code: str) -> Change:
     charge = live.charges[code]
     fields = describe_charge(
-        charge.state, price_by=(), words=context.words(charge.state.billable_metric),
+        charge.state,
+        price_by=(),
+        words=context.words(charge.state.billable_metric),
         added=False,
     )
     action = context.destroy()
     return Change(
-        "charge", code, action, tuple(fields), plan=plan,
-        reason=None if action == "delete" else (
+        "charge",
+        code,
+        action,
+        tuple(fields),
+        plan=plan,
+        reason=None
+        if action == "delete"
+        else (
             f"Charge {code} of plan {plan} is in Lago but not in the template; "
             "deleting it stops billing that usage on every subscription."
         ),
-        remedy=None if action == "delete" else (
+        remedy=None
+        if action == "delete"
+        else (
             "Add the charge back to the template to keep it, or rerun with "
             "--allow-destroy to delete it."
         ),
@@ -353,19 +421,29 @@ def _pruned_plans(context: _Context) -> list[Change]:
             continue
         action = context.destroy()
         count = context.subscriptions(code)
-        changes.append(Change(
-            "plan", code, action, plan=None,
-            reason=None if action == "delete" else (
-                f"Plan {code} is not in the templates and --prune deletes it: Lago "
-                f"then terminates its {count.active} active subscription(s), "
-                "billing them now, and holds the code until the deletion ends."
-            ),
-            remedy=None if action == "delete" else (
-                f"Add plan {code} to the templates, leave out --prune, or rerun "
-                "with --allow-destroy to delete it."
-            ),
-            active_subscriptions=context.active_subscriptions(code), live=live,
-        ))
+        changes.append(
+            Change(
+                "plan",
+                code,
+                action,
+                plan=None,
+                reason=None
+                if action == "delete"
+                else (
+                    f"Plan {code} is not in the templates and --prune deletes it: Lago "
+                    f"then terminates its {count.active} active subscription(s), "
+                    "billing them now, and holds the code until the deletion ends."
+                ),
+                remedy=None
+                if action == "delete"
+                else (
+                    f"Add plan {code} to the templates, leave out --prune, or rerun "
+                    "with --allow-destroy to delete it."
+                ),
+                active_subscriptions=context.active_subscriptions(code),
+                live=live,
+            )
+        )
     return changes
 
 
@@ -376,18 +454,26 @@ def _pruned_metrics(context: _Context) -> list[Change]:
         if code in wanted:
             continue
         action = context.destroy()
-        changes.append(Change(
-            "billable_metric", code, action,
-            reason=None if action == "delete" else (
-                f"Metric {code} is not in the templates and --prune deletes it: "
-                "Lago then deletes every charge on it, in every plan."
-            ),
-            remedy=None if action == "delete" else (
-                f"Add metric {code} to the templates, leave out --prune, or "
-                "rerun with --allow-destroy to delete it."
-            ),
-            live=live,
-        ))
+        changes.append(
+            Change(
+                "billable_metric",
+                code,
+                action,
+                reason=None
+                if action == "delete"
+                else (
+                    f"Metric {code} is not in the templates and --prune deletes it: "
+                    "Lago then deletes every charge on it, in every plan."
+                ),
+                remedy=None
+                if action == "delete"
+                else (
+                    f"Add metric {code} to the templates, leave out --prune, or "
+                    "rerun with --allow-destroy to delete it."
+                ),
+                live=live,
+            )
+        )
     return changes
 
 

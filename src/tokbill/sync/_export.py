@@ -68,15 +68,17 @@ def export_state(
     if not metric_codes and not plan_codes:
         metrics = list(client.paginate("/billable_metrics", "billable_metrics"))
         plans = [
-            p for p in client.paginate("/plans", "plans")
+            p
+            for p in client.paginate("/plans", "plans")
             if not p.get("pending_deletion")
         ]
     else:
         plans = [_get(client, "plans", code, "plan") for code in plan_codes]
         used = {c.get("billable_metric_code") for p in plans for c in p["charges"]}
         wanted = dict.fromkeys([*metric_codes, *sorted(str(u) for u in used)])
-        metrics = [_get(client, "billable_metrics", code, "billable_metric")
-                   for code in wanted]
+        metrics = [
+            _get(client, "billable_metrics", code, "billable_metric") for code in wanted
+        ]
     return render_template(LiveState.from_lago(metrics, plans))
 
 
@@ -169,16 +171,21 @@ def _check_charge(where: str, charge: LiveCharge) -> None:
         state.charge_model
     )
     if allowed is None:
-        raise ExportError(f"{where} uses the {state.charge_model} model; templates "
-                          "support package and standard.")
+        raise ExportError(
+            f"{where} uses the {state.charge_model} model; templates "
+            "support package and standard."
+        )
     if state.pay_in_advance:
-        raise ExportError(f"{where} is paid in advance, which templates cannot "
-                          "express yet.")
+        raise ExportError(
+            f"{where} is paid in advance, which templates cannot express yet."
+        )
     for bucket in (state.default, *state.filters.values()):
         extra = {key for key, _ in bucket.properties} - allowed
         if extra:
-            raise ExportError(f"{where} has properties {', '.join(sorted(extra))} "
-                              "that templates cannot express.")
+            raise ExportError(
+                f"{where} has properties {', '.join(sorted(extra))} "
+                "that templates cannot express."
+            )
 
 
 def _price_by(
@@ -203,8 +210,10 @@ def _prices(where: str, charge: LiveCharge, price_by: list[str]) -> dict[str, An
         values = dict(key)
         path = [values[k][0] for k in price_by]
         if bucket.get("package_size") != default.get("package_size"):
-            raise ExportError(f"{where} has a package size for {' / '.join(path)} "
-                              "that differs from the charge's.")
+            raise ExportError(
+                f"{where} has a package size for {' / '.join(path)} "
+                "that differs from the charge's."
+            )
         node = tree
         for step in path[:-1]:
             node = node.setdefault(step, {})

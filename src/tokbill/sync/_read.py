@@ -34,8 +34,10 @@ def read_state(
     else:
         metrics = list(_read_metrics(client, sorted(metric_codes)))
     plans = [
-        plan for plan in client.paginate("/plans", "plans")
-        if prune or plan.get("code") in plan_codes
+        plan
+        for plan in client.paginate("/plans", "plans")
+        if prune
+        or plan.get("code") in plan_codes
         or _charges_metric(plan, metric_codes)
     ]
     state = LiveState.from_lago(metrics, plans)

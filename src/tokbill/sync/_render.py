@@ -17,7 +17,11 @@ from tokbill.sync._changes import ACTIONS, Action, Change, Plan
 Style = Callable[..., str]
 
 PREFIXES: dict[Action, str] = {
-    "create": "+", "update": "~", "delete": "-", "blocked": "!", "unchanged": "=",
+    "create": "+",
+    "update": "~",
+    "delete": "-",
+    "blocked": "!",
+    "unchanged": "=",
 }
 _COLOURS: dict[Action, dict[str, Any]] = {
     "create": {"fg": "green"},
@@ -48,8 +52,13 @@ def render_plan(plan: Plan, style: Style = _plain) -> str:
 def summary_line(plan: Plan) -> str:
     """``Plan: 1 to create, 2 to update, 0 to delete, 0 blocked, 3 unchanged.``"""
     counts = plan.summary()
-    words = {"create": "to create", "update": "to update", "delete": "to delete",
-             "blocked": "blocked", "unchanged": "unchanged"}
+    words = {
+        "create": "to create",
+        "update": "to update",
+        "delete": "to delete",
+        "blocked": "blocked",
+        "unchanged": "unchanged",
+    }
     parts = ", ".join(f"{counts[action]} {words[action]}" for action in ACTIONS)
     return f"Plan: {parts}."
 
