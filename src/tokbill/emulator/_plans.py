@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from tokbill._currency import EXPONENTS
 from tokbill.emulator import _charges, _errors
 from tokbill.emulator._common import (
     Call,
@@ -20,7 +21,6 @@ from tokbill.emulator._common import (
     paginate,
     require_found,
 )
-from tokbill.emulator._currencies import EXPONENTS
 from tokbill.emulator._store import Database, Row, iso, new_id
 
 INTERVALS = ("weekly", "monthly", "quarterly", "semiannual", "yearly")

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from decimal import ROUND_CEILING, ROUND_FLOOR, ROUND_HALF_UP, Decimal
 from typing import Any
 
-from tokbill.emulator._currencies import exponent
+from tokbill._currency import exponent, round_to_currency
 from tokbill.emulator._filters import ALL_FILTER_VALUES, FilterValues
 
 # Lago's PG store sums only properties that look like this (numeric_condition).
@@ -136,6 +136,4 @@ def price(charge_model: str, properties: dict[str, Any], units: Decimal) -> Deci
 
 def to_cents(amount: Decimal, currency: str) -> int:
     """``round(amount, exponent) * subunit_to_unit``, half up as BigDecimal."""
-    digits = exponent(currency)
-    rounded = amount.quantize(Decimal(1).scaleb(-digits), rounding=ROUND_HALF_UP)
-    return int(rounded.scaleb(digits))
+    return int(round_to_currency(amount, currency).scaleb(exponent(currency)))

@@ -24,9 +24,9 @@ from dataclasses import dataclass
 from decimal import ROUND_CEILING, Decimal
 from typing import Any, Protocol
 
+from tokbill._currency import round_to_currency
 from tokbill.template._model import ChargeSpec, PlanSpec, PriceSpec, TemplateSet
 from tokbill.usage._model import GroupKey, Usage, UsageLine, combine_lines
-from tokbill.usage._money import round_to_currency
 
 __all__ = [
     "EstimatedLine",

@@ -15,8 +15,8 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
+from tokbill._currency import from_subunits
 from tokbill.template._model import FilterValues, money_string
-from tokbill.usage._money import from_subunits
 
 __all__ = ["Subscription", "Usage", "UsageLine", "combine_lines", "parse_usage"]
 
