@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 
 import httpx
@@ -111,6 +112,32 @@ def test_stalled_request_is_committed_before_the_client_times_out(
     assert len(lago_emulator.store.events()) == 1
     assert retry.json()["error_details"] == {"transaction_id": ["value_already_exist"]}
     assert lago_emulator.faults.settings.stall_count == 0
+
+
+def test_a_client_giving_up_on_a_stall_is_no_error(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    faults = Faults(stall_after_commit_s=30.0, stall_count=1)
+    with running_emulator(faults=faults) as server:
+        with httpx.Client(base_url=server.api_url, headers=AUTH) as api:
+            with pytest.raises(httpx.ReadTimeout):
+                api.post("/events", json={"event": event({})}, timeout=0.3)
+
+    assert server.store.event_count() == 1
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == []
+
+
+def test_a_client_leaving_before_its_body_is_read_is_logged_as_499(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    with running_emulator(faults=Faults(latency_s=30.0)) as server:
+        with httpx.Client(base_url=server.api_url, headers=AUTH) as api:
+            with pytest.raises(httpx.ReadTimeout):
+                api.post("/events", json={"event": event({})}, timeout=0.3)
+
+    assert [(e.method, e.status) for e in server.requests] == [("POST", 499)]
+    assert server.store.event_count() == 0
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == []
 
 
 def test_faults_can_be_set_from_another_process_over_http(

@@ -5,21 +5,28 @@ segment, because Lago codes may contain any character, ``/`` included
 (``resources :billable_metrics, param: :code, code: /.*/``); routing on the
 decoded path could not tell ``a%2Fb`` from two segments. Handlers run on the
 event loop thread inside one store transaction: an error rolls it back.
+
+A client that gives up is expected, not an error: fault injection exists to
+make clients time out. A request whose client left before its body arrived
+is recorded with nginx's status 499 and logged at DEBUG, and the fault
+delays (latency, stall) end as soon as the server starts stopping, so uvicorn
+never has to cancel a request still sleeping in one.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote
 
 from starlette.applications import Starlette
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
 
@@ -43,6 +50,9 @@ API_PREFIX = "/api/v1"
 Handler = Callable[[Call], dict[str, Any]]
 _METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
 _WITH_BODY = frozenset({"POST", "PUT", "PATCH"})
+# nginx's status for a request its client abandoned; only the request log
+# ever sees it, since nobody is left to read the answer.
+_CLIENT_CLOSED_REQUEST = 499
 
 _CHARGE = ("plans", "*", "charges", "*")
 _FILTER = (*_CHARGE, "filters", "*")
@@ -156,6 +166,31 @@ def json_response(
     return Response(content, status, dict(headers), media_type="application/json")
 
 
+class _StopSignal:
+    """Tells fault delays on the server's event loop that the server stops.
+
+    Made on the loop when the server starts (one per run); ``set`` may be
+    called from any thread.
+    """
+
+    def __init__(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._stopping = asyncio.Event()
+
+    def set(self) -> None:
+        """End every fault delay of this run, now and from now on."""
+        if not self._loop.is_closed():
+            self._loop.call_soon_threadsafe(self._stopping.set)
+
+    async def sleep(self, seconds: float) -> None:
+        """Wait ``seconds``, or less once the server starts stopping."""
+        try:
+            await asyncio.wait_for(self._stopping.wait(), seconds)
+        except asyncio.TimeoutError:
+            return
+        logger.debug("Ended a %.2f s fault delay early: the server stops.", seconds)
+
+
 class EmulatorApp:
     """The request pipeline, shared by the routes of the Starlette app."""
 
@@ -166,6 +201,7 @@ class EmulatorApp:
         self.faults = faults
         self.log = log
         self._api_key = api_key
+        self._stop_signal: _StopSignal | None = None
 
     def starlette(self) -> Starlette:
         """The ASGI application serving the API and the control endpoints."""
@@ -176,15 +212,30 @@ class EmulatorApp:
                 ),
                 Route("/_emulator/reset", self.reset, methods=["POST"]),
                 Route("/{path:path}", self.api, methods=_METHODS),
-            ]
+            ],
+            lifespan=self._lifespan,
         )
+
+    def end_fault_delays(self) -> None:
+        """Let every request sleeping in a fault delay go on (thread-safe).
+
+        Called when the server starts stopping, so a stalled request finishes
+        within uvicorn's graceful shutdown instead of being cancelled.
+        """
+        if self._stop_signal is not None:
+            self._stop_signal.set()
+
+    @contextlib.asynccontextmanager
+    async def _lifespan(self, app: Starlette) -> AsyncIterator[None]:  # noqa: ARG002 - Starlette API
+        self._stop_signal = _StopSignal()
+        yield
 
     async def api(self, request: Request) -> Response:
         """Serve one request under ``/api/v1`` with faults applied."""
         path = request.url.path
         decision = self.faults.decide(path)
         if decision.latency_s:
-            await asyncio.sleep(decision.latency_s)
+            await self._delay(decision.latency_s)
         if decision.status is not None:
             body = _errors.status_body(decision.status)
             response = json_response(decision.status, body, decision.headers)
@@ -192,8 +243,15 @@ class EmulatorApp:
             response = await self._serve(request)
         self.log.append(LoggedRequest(request.method, path, response.status_code))
         if decision.stall_s:
-            await asyncio.sleep(decision.stall_s)
+            await self._delay(decision.stall_s)
         return response
+
+    async def _delay(self, seconds: float) -> None:
+        if self._stop_signal is None:
+            # Served by a server that runs no lifespan: nothing will stop early.
+            await asyncio.sleep(seconds)
+        else:
+            await self._stop_signal.sleep(seconds)
 
     async def _serve(self, request: Request) -> Response:
         try:
@@ -202,6 +260,15 @@ class EmulatorApp:
                 result = handler(call)
         except _errors.ApiError as error:
             return json_response(error.status, error.body)
+        except ClientDisconnect:
+            # The client timed out or died before its body arrived: there is
+            # nothing to handle, and nobody to answer.
+            logger.debug(
+                "The client of %s %s left before sending its body.",
+                request.method,
+                request.url.path,
+            )
+            return Response(status_code=_CLIENT_CLOSED_REQUEST)
         except Exception:
             # Any other failure is an emulator bug; answer like Rails would.
             logger.exception(

@@ -97,9 +97,12 @@ class EmulatorServer:
         self._port = sock.getsockname()[1]
         config = uvicorn.Config(
             self._app.starlette(),
+            # No log_config: uvicorn would install its own handlers, and a
+            # library leaves handlers to the application.
+            log_config=None,
             log_level="warning",
             access_log=False,
-            lifespan="off",
+            lifespan="on",
             timeout_graceful_shutdown=1,
         )
         self._server = uvicorn.Server(config)
@@ -132,6 +135,7 @@ class EmulatorServer:
         """Stop serving; safe to call twice. Stored state stays readable."""
         if self._server is None or self._thread is None:
             return
+        self._app.end_fault_delays()
         self._server.should_exit = True
         self._thread.join(_STOP_TIMEOUT_S)
         if self._thread.is_alive():
