@@ -1,46 +1,18 @@
 """Template texts and helpers for end-to-end sync tests against the emulator.
 
-``GPT4`` is the issue's template (two models); the variants change one thing
-each, the way a person edits the file.
+``GPT4`` is the brief's template (two models), shared with the template
+tests; the variants change one thing each, the way a person edits the file.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
+from tests.template.texts import GPT4
 from tokbill.emulator import EmulatorServer
 from tokbill.lago import LagoClient
 from tokbill.sync import ApplyResult, Plan, apply_plan, make_plan, read_state
 from tokbill.template import load_templates
-
-GPT4 = """\
-version: 1
-billable_metrics:
-  - code: llm_tokens
-    name: LLM tokens
-    aggregation_type: sum_agg
-    field_name: tokens
-    filters:
-      model: [gpt-4, gpt-4-32k]
-      type: [input, output]
-plans:
-  - code: gpt4
-    name: GPT-4
-    interval: monthly
-    amount_cents: 0
-    amount_currency: USD
-    pay_in_advance: false
-    charges:
-      - billable_metric: llm_tokens
-        charge_model: package
-        package_size: 1000
-        free_units: 0
-        unmatched_amount: "0"
-        price_by: [model, type]
-        prices:
-          gpt-4:     {input: "0.03", output: "0.06"}
-          gpt-4-32k: {input: "0.06", output: "0.12"}
-"""
 
 PRICE_RAISED = GPT4.replace('{input: "0.03"', '{input: "0.035"')
 MODEL_ADDED = (

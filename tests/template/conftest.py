@@ -9,38 +9,6 @@ import pytest
 from tokbill import TemplateError
 from tokbill.template import TemplateSet, load_templates
 
-# A small valid template; tests edit it with str.replace to make one mistake.
-GOOD = """\
-version: 1
-
-billable_metrics:
-  - code: llm_tokens
-    name: LLM tokens
-    aggregation_type: sum_agg
-    field_name: tokens
-    filters:
-      model: [gpt-4, gpt-4-32k]
-      type: [input, output]
-
-plans:
-  - code: gpt4
-    name: GPT-4
-    interval: monthly
-    amount_cents: 0
-    amount_currency: USD
-    pay_in_advance: false
-    charges:
-      - billable_metric: llm_tokens
-        charge_model: package
-        package_size: 1000
-        free_units: 0
-        unmatched_amount: "0"
-        price_by: [model, type]
-        prices:
-          gpt-4:     {input: "0.03", output: "0.06"}
-          gpt-4-32k: {input: "0.06", output: "0.12"}
-"""
-
 
 @dataclass
 class TemplateFiles:

@@ -6,11 +6,12 @@ import pytest
 
 from tokbill.template import money_string
 
-from .conftest import GOOD, TemplateFiles
+from .conftest import TemplateFiles
+from .texts import GPT4
 
 
 def input_price(files: TemplateFiles, written: str) -> Decimal:
-    files.write(GOOD.replace('{input: "0.03"', f"{{input: {written}"))
+    files.write(GPT4.replace('{input: "0.03"', f"{{input: {written}"))
     charge = files.load().plan("gpt4").charges[0]
     return charge.price_for({"model": "gpt-4", "type": "input"}).amount
 
@@ -41,7 +42,7 @@ def test_a_price_keeps_the_exact_decimal_it_was_written_as(
 
 
 def test_unquoted_tenths_add_up_exactly(files: TemplateFiles) -> None:
-    files.write(GOOD.replace('"0.03"', "0.1").replace('"0.06", output', "0.2, output"))
+    files.write(GPT4.replace('"0.03"', "0.1").replace('"0.06", output', "0.2, output"))
     charge = files.load().plan("gpt4").charges[0]
 
     total = (
@@ -54,7 +55,7 @@ def test_unquoted_tenths_add_up_exactly(files: TemplateFiles) -> None:
 
 
 def test_an_unquoted_unmatched_amount_is_exact(files: TemplateFiles) -> None:
-    files.write(GOOD.replace('unmatched_amount: "0"', "unmatched_amount: 0.0015"))
+    files.write(GPT4.replace('unmatched_amount: "0"', "unmatched_amount: 0.0015"))
 
     default = files.load().plan("gpt4").charges[0].default
 

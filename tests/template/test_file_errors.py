@@ -5,7 +5,8 @@ import pytest
 from tokbill import TemplateError
 from tokbill.template import load_templates
 
-from .conftest import GOOD, TemplateFiles
+from .conftest import TemplateFiles
+from .texts import GPT4
 
 
 def test_a_missing_file_is_named(files: TemplateFiles) -> None:
@@ -42,13 +43,13 @@ def test_non_utf8_bytes_are_located(files: TemplateFiles) -> None:
 
 
 def test_a_utf8_byte_order_mark_is_accepted(files: TemplateFiles) -> None:
-    files.write_bytes(b"\xef\xbb\xbf" + GOOD.encode("utf-8"))
+    files.write_bytes(b"\xef\xbb\xbf" + GPT4.encode("utf-8"))
 
     assert files.load().plan("gpt4").name == "GPT-4"
 
 
 def test_a_yaml_syntax_error_names_its_line_and_column(files: TemplateFiles) -> None:
-    files.write(GOOD.replace("    name: GPT-4\n", "    name: GPT-4\n   bad: x\n"))
+    files.write(GPT4.replace("    name: GPT-4\n", "    name: GPT-4\n   bad: x\n"))
 
     assert files.problems() == [
         f"t.yaml:{files.line('bad: x')}: YAML syntax error at column 4: while "
@@ -58,7 +59,7 @@ def test_a_yaml_syntax_error_names_its_line_and_column(files: TemplateFiles) -> 
 
 
 def test_an_unclosed_bracket_names_where_it_opened(files: TemplateFiles) -> None:
-    files.write(GOOD.replace('output: "0.12"}', 'output: "0.12"'))
+    files.write(GPT4.replace('output: "0.12"}', 'output: "0.12"'))
 
     [problem] = files.problems()
 
@@ -69,7 +70,7 @@ def test_an_unclosed_bracket_names_where_it_opened(files: TemplateFiles) -> None
 
 
 def test_several_yaml_documents_in_one_file_are_refused(files: TemplateFiles) -> None:
-    files.write(GOOD + "---\nversion: 1\n")
+    files.write(GPT4 + "---\nversion: 1\n")
 
     [problem] = files.problems()
 
@@ -80,7 +81,7 @@ def test_several_yaml_documents_in_one_file_are_refused(files: TemplateFiles) ->
 
 
 def test_a_control_character_is_located(files: TemplateFiles) -> None:
-    files.write(GOOD.replace("name: GPT-4", "name: GPT\x01-4"))
+    files.write(GPT4.replace("name: GPT-4", "name: GPT\x01-4"))
 
     assert files.problems() == [
         f"t.yaml:{files.line('GPT')}: the file cannot be read as YAML: character "
@@ -110,7 +111,7 @@ def test_a_template_must_be_a_mapping(files: TemplateFiles) -> None:
 
 
 def test_a_key_given_twice_is_an_error(files: TemplateFiles) -> None:
-    files.write(GOOD.replace("    name: GPT-4\n", "    name: GPT-4\n    name: X\n"))
+    files.write(GPT4.replace("    name: GPT-4\n", "    name: GPT-4\n    name: X\n"))
 
     assert files.problems() == [
         f"t.yaml:{files.line('name: X')}: plans[0].name: this key is given twice "
@@ -120,7 +121,7 @@ def test_a_key_given_twice_is_an_error(files: TemplateFiles) -> None:
 
 def test_merge_keys_and_custom_tags_are_refused(files: TemplateFiles) -> None:
     files.write(
-        GOOD.replace("    name: GPT-4\n", "    <<: {name: GPT-4}\n").replace(
+        GPT4.replace("    name: GPT-4\n", "    <<: {name: GPT-4}\n").replace(
             "amount_cents: 0", "amount_cents: !cents 0"
         )
     )
@@ -136,7 +137,7 @@ def test_merge_keys_and_custom_tags_are_refused(files: TemplateFiles) -> None:
 
 
 def test_an_alias_that_contains_itself_is_refused(files: TemplateFiles) -> None:
-    files.write(GOOD.replace("price_by: [model, type]", "price_by: &loop [*loop]"))
+    files.write(GPT4.replace("price_by: [model, type]", "price_by: &loop [*loop]"))
 
     assert files.problems() == [
         f"t.yaml:{files.line('&loop')}: plans[0].charges[0].price_by[0]: an alias "
@@ -146,7 +147,7 @@ def test_an_alias_that_contains_itself_is_refused(files: TemplateFiles) -> None:
 
 def test_aliases_to_plain_values_work(files: TemplateFiles) -> None:
     files.write(
-        GOOD.replace('input: "0.03"', "input: &base 0.03").replace(
+        GPT4.replace('input: "0.03"', "input: &base 0.03").replace(
             'input: "0.06"', "input: *base"
         )
     )
@@ -166,7 +167,7 @@ def test_no_paths_is_an_error() -> None:
 def test_one_path_may_be_given_bare_and_a_repeated_path_is_read_once(
     files: TemplateFiles,
 ) -> None:
-    files.write(GOOD)
+    files.write(GPT4)
 
     assert load_templates("t.yaml").paths == ("t.yaml",)
     assert load_templates(["t.yaml", "./t.yaml"]).paths == ("t.yaml",)
@@ -175,8 +176,8 @@ def test_one_path_may_be_given_bare_and_a_repeated_path_is_read_once(
 def test_problems_of_every_file_come_in_one_error_in_file_order(
     files: TemplateFiles,
 ) -> None:
-    files.write(GOOD.replace("interval: monthly", "interval: hourly"), "b.yaml")
-    files.write(GOOD.replace("amount_currency: USD", "amount_currency: usd"), "a.yaml")
+    files.write(GPT4.replace("interval: monthly", "interval: hourly"), "b.yaml")
+    files.write(GPT4.replace("amount_currency: USD", "amount_currency: usd"), "a.yaml")
 
     problems = files.problems("b.yaml", "missing.yaml", "a.yaml")
 

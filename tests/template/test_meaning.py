@@ -4,17 +4,18 @@ from decimal import Decimal
 
 from tokbill.template import PriceSpec
 
-from .conftest import GOOD, TemplateFiles
+from .conftest import TemplateFiles
+from .texts import GPT4
 
 CHARGE = "plans[0].charges[0]"
-PLAN_ONLY = GOOD[GOOD.index("plans:") :]
-METRIC_ONLY = GOOD[: GOOD.index("plans:")]
+PLAN_ONLY = GPT4[GPT4.index("plans:") :]
+METRIC_ONLY = GPT4[: GPT4.index("plans:")]
 
 
 def test_a_price_for_an_undeclared_value_names_the_declared_ones(
     files: TemplateFiles,
 ) -> None:
-    files.write(GOOD.replace("gpt-4-32k: {", "gpt-5: {"))
+    files.write(GPT4.replace("gpt-4-32k: {", "gpt-5: {"))
 
     assert files.problems() == [
         f"t.yaml:{files.line('gpt-5: {')}: {CHARGE}.prices.gpt-5: a price for an "
@@ -26,7 +27,7 @@ def test_a_price_for_an_undeclared_value_names_the_declared_ones(
 def test_an_undeclared_value_at_the_second_level_is_located(
     files: TemplateFiles,
 ) -> None:
-    files.write(GOOD.replace('output: "0.12"', 'cached: "0.12"'))
+    files.write(GPT4.replace('output: "0.12"', 'cached: "0.12"'))
 
     assert files.problems() == [
         f"t.yaml:{files.line('cached')}: {CHARGE}.prices.gpt-4-32k.cached: a price "
@@ -38,7 +39,7 @@ def test_an_undeclared_value_at_the_second_level_is_located(
 def test_a_declared_combination_without_a_price_is_a_located_warning(
     files: TemplateFiles,
 ) -> None:
-    files.write(GOOD.replace(', output: "0.12"}', "}"))
+    files.write(GPT4.replace(', output: "0.12"}', "}"))
 
     templates = files.load()
 
@@ -53,7 +54,7 @@ def test_a_model_the_plan_leaves_out_entirely_is_not_warned_about(
     files: TemplateFiles,
 ) -> None:
     files.write(
-        GOOD.replace(
+        GPT4.replace(
             "model: [gpt-4, gpt-4-32k]", "model: [gpt-4, gpt-4-32k, gpt-3.5-turbo]"
         )
     )
@@ -64,7 +65,7 @@ def test_a_model_the_plan_leaves_out_entirely_is_not_warned_about(
 def test_empty_prices_warn_that_everything_bills_at_unmatched_amount(
     files: TemplateFiles,
 ) -> None:
-    text = GOOD[: GOOD.index("        prices:")] + "        prices: {}\n"
+    text = GPT4[: GPT4.index("        prices:")] + "        prices: {}\n"
     files.write(text.replace('unmatched_amount: "0"', "unmatched_amount: 0.5"))
 
     assert files.load().warnings == (
@@ -74,7 +75,7 @@ def test_empty_prices_warn_that_everything_bills_at_unmatched_amount(
 
 
 def test_prices_one_level_too_shallow(files: TemplateFiles) -> None:
-    files.write(GOOD.replace('{input: "0.06", output: "0.12"}', '"0.06"'))
+    files.write(GPT4.replace('{input: "0.06", output: "0.12"}', '"0.06"'))
 
     assert files.problems() == [
         f't.yaml:{files.line("gpt-4-32k:")}: {CHARGE}.prices.gpt-4-32k: "0.06" '
@@ -83,7 +84,7 @@ def test_prices_one_level_too_shallow(files: TemplateFiles) -> None:
 
 
 def test_prices_one_level_too_deep(files: TemplateFiles) -> None:
-    files.write(GOOD.replace("price_by: [model, type]", "price_by: [model]"))
+    files.write(GPT4.replace("price_by: [model, type]", "price_by: [model]"))
 
     assert files.problems() == [
         f"t.yaml:{files.line('gpt-4: ')}: {CHARGE}.prices.gpt-4: is a mapping "
@@ -96,7 +97,7 @@ def test_prices_one_level_too_deep(files: TemplateFiles) -> None:
 
 
 def test_price_by_keys_must_be_distinct_filter_keys(files: TemplateFiles) -> None:
-    files.write(GOOD.replace("[model, type]", "[model, region, model]"))
+    files.write(GPT4.replace("[model, type]", "[model, region, model]"))
 
     line = files.line("price_by")
     assert files.problems() == [
@@ -108,10 +109,10 @@ def test_price_by_keys_must_be_distinct_filter_keys(files: TemplateFiles) -> Non
 
 
 def test_prices_and_price_by_come_together(files: TemplateFiles) -> None:
-    without_prices = GOOD[: GOOD.index("        prices:")]
+    without_prices = GPT4[: GPT4.index("        prices:")]
     files.write(without_prices, "a.yaml")
     files.write(
-        GOOD.replace("        price_by: [model, type]\n", "").replace(
+        GPT4.replace("        price_by: [model, type]\n", "").replace(
             "code: gpt4", "code: gpt4-b"
         ),
         "b.yaml",
@@ -128,7 +129,7 @@ def test_prices_and_price_by_come_together(files: TemplateFiles) -> None:
 
 
 def test_package_needs_a_package_size(files: TemplateFiles) -> None:
-    files.write(GOOD.replace("        package_size: 1000\n", ""))
+    files.write(GPT4.replace("        package_size: 1000\n", ""))
 
     assert files.problems() == [
         f"t.yaml:{files.line('- billable_metric')}: {CHARGE}.package_size: is "
@@ -139,7 +140,7 @@ def test_package_needs_a_package_size(files: TemplateFiles) -> None:
 
 def test_standard_has_no_package_size_nor_free_units(files: TemplateFiles) -> None:
     files.write(
-        GOOD.replace("charge_model: package", "charge_model: standard").replace(
+        GPT4.replace("charge_model: package", "charge_model: standard").replace(
             "free_units: 0", "free_units: 5"
         )
     )
@@ -157,7 +158,7 @@ def test_a_standard_charge_compiles_without_package_properties(
     files: TemplateFiles,
 ) -> None:
     files.write(
-        GOOD.replace("charge_model: package", "charge_model: standard").replace(
+        GPT4.replace("charge_model: package", "charge_model: standard").replace(
             "        package_size: 1000\n", ""
         )
     )
@@ -173,7 +174,7 @@ def test_leaf_mappings_override_free_units_and_name_the_filter(
     files: TemplateFiles,
 ) -> None:
     files.write(
-        GOOD.replace("free_units: 0", "free_units: 100").replace(
+        GPT4.replace("free_units: 0", "free_units: 100").replace(
             'input: "0.06"',
             'input: {amount: "0.06", free_units: 0, invoice_display_name: 32K in}',
         )
@@ -194,7 +195,7 @@ def test_leaf_mappings_override_free_units_and_name_the_filter(
 
 def test_filters_and_values_come_out_in_canonical_order(files: TemplateFiles) -> None:
     files.write(
-        GOOD.replace("model: [gpt-4, gpt-4-32k]", "model: [gpt-4-32k, gpt-4]")
+        GPT4.replace("model: [gpt-4, gpt-4-32k]", "model: [gpt-4-32k, gpt-4]")
         .replace("type: [input, output]", "type: [output, input]")
         .replace("[model, type]", "[type, model]")
         .replace(
@@ -225,7 +226,7 @@ def test_filters_and_values_come_out_in_canonical_order(files: TemplateFiles) ->
 def test_sum_agg_needs_field_name_and_count_agg_refuses_it(
     files: TemplateFiles,
 ) -> None:
-    files.write(GOOD.replace("    field_name: tokens\n", ""), "a.yaml")
+    files.write(GPT4.replace("    field_name: tokens\n", ""), "a.yaml")
     files.write(
         METRIC_ONLY.replace("aggregation_type: sum_agg", "aggregation_type: count_agg"),
         "b.yaml",
@@ -244,7 +245,7 @@ def test_a_charge_on_an_unknown_metric_suggests_a_declared_one(
     files: TemplateFiles,
 ) -> None:
     files.write(
-        GOOD.replace("billable_metric: llm_tokens", "billable_metric: llm_token")
+        GPT4.replace("billable_metric: llm_tokens", "billable_metric: llm_token")
     )
 
     assert files.problems() == [
@@ -270,7 +271,7 @@ def test_a_charge_may_use_a_metric_declared_in_another_file(
 def test_a_charge_on_a_broken_metric_reports_only_the_metric(
     files: TemplateFiles,
 ) -> None:
-    files.write(GOOD.replace("aggregation_type: sum_agg", "aggregation_type: sum"))
+    files.write(GPT4.replace("aggregation_type: sum_agg", "aggregation_type: sum"))
 
     [problem] = files.problems()
 
@@ -279,7 +280,7 @@ def test_a_charge_on_a_broken_metric_reports_only_the_metric(
 
 def test_a_metric_code_declared_twice_in_one_file(files: TemplateFiles) -> None:
     metric = METRIC_ONLY[METRIC_ONLY.index("  - code") :]
-    text = GOOD.replace("\nplans:", metric + "plans:")
+    text = GPT4.replace("\nplans:", metric + "plans:")
     files.write(text)
 
     first, second = [n for n, t in enumerate(text.splitlines(), 1) if "llm_t" in t][:2]
@@ -291,7 +292,7 @@ def test_a_metric_code_declared_twice_in_one_file(files: TemplateFiles) -> None:
 
 
 def test_identical_metrics_in_two_files_are_one_metric(files: TemplateFiles) -> None:
-    files.write(GOOD, "a.yaml")
+    files.write(GPT4, "a.yaml")
     files.write(METRIC_ONLY, "b.yaml")
 
     templates = files.load("a.yaml", "b.yaml")
@@ -302,7 +303,7 @@ def test_identical_metrics_in_two_files_are_one_metric(files: TemplateFiles) -> 
 def test_differing_metrics_in_two_files_name_both_places(
     files: TemplateFiles,
 ) -> None:
-    files.write(GOOD, "a.yaml")
+    files.write(GPT4, "a.yaml")
     files.write(
         METRIC_ONLY.replace("[gpt-4, gpt-4-32k]", "[gpt-4]").replace(
             "name: LLM tokens", "name: Tokens"
@@ -318,7 +319,7 @@ def test_differing_metrics_in_two_files_name_both_places(
 
 
 def test_a_plan_code_declared_in_two_files(files: TemplateFiles) -> None:
-    files.write(GOOD, "a.yaml")
+    files.write(GPT4, "a.yaml")
     files.write("version: 1\n" + PLAN_ONLY, "b.yaml")
 
     assert files.problems("a.yaml", "b.yaml") == [
@@ -328,17 +329,17 @@ def test_a_plan_code_declared_in_two_files(files: TemplateFiles) -> None:
 
 
 def test_two_charges_on_one_metric_need_distinct_codes(files: TemplateFiles) -> None:
-    charge = GOOD[GOOD.index("      - billable_metric") :]
-    files.write(GOOD + charge, "a.yaml")
+    charge = GPT4[GPT4.index("      - billable_metric") :]
+    files.write(GPT4 + charge, "a.yaml")
     files.write(
-        GOOD
+        GPT4
         + charge.replace(
             "- billable_metric", "- code: tokens_2\n        billable_metric"
         ),
         "b.yaml",
     )
 
-    second = GOOD.count("\n") + 1
+    second = GPT4.count("\n") + 1
     assert files.problems("a.yaml") == [
         f'a.yaml:{second}: plans[0].charges[1].code: charge code "llm_tokens" is '
         "already used at a.yaml:20; expected a distinct code (it defaults to the "

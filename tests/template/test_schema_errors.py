@@ -2,13 +2,14 @@ from __future__ import annotations
 
 import pytest
 
-from .conftest import GOOD, TemplateFiles
+from .conftest import TemplateFiles
+from .texts import GPT4
 
 CHARGE = "plans[0].charges[0]"
 
 
 def test_an_unknown_key_suggests_the_closest_known_key(files: TemplateFiles) -> None:
-    files.write(GOOD.replace("    name: GPT-4", "    nmae: GPT-4"))
+    files.write(GPT4.replace("    name: GPT-4", "    nmae: GPT-4"))
 
     assert files.problems() == [
         f"t.yaml:{files.line('- code: gpt4')}: plans[0].name: is required; "
@@ -21,7 +22,7 @@ def test_an_unknown_key_suggests_the_closest_known_key(files: TemplateFiles) -> 
 
 
 def test_an_unknown_top_level_key_lists_the_known_ones(files: TemplateFiles) -> None:
-    files.write(GOOD + "metrics: []\nzzz: 1\n")
+    files.write(GPT4 + "metrics: []\nzzz: 1\n")
 
     assert files.problems() == [
         f"t.yaml:{files.line('metrics: []')}: metrics: unknown key (did you mean "
@@ -44,7 +45,7 @@ def test_an_unknown_top_level_key_lists_the_known_ones(files: TemplateFiles) -> 
 def test_package_size_must_be_a_whole_number(
     files: TemplateFiles, written: str, message: str
 ) -> None:
-    files.write(GOOD.replace("package_size: 1000", f"package_size: {written}"))
+    files.write(GPT4.replace("package_size: 1000", f"package_size: {written}"))
 
     assert files.problems() == [
         f"t.yaml:{files.line('package_size')}: {CHARGE}.package_size: {message}; "
@@ -65,7 +66,7 @@ def test_counts_are_whole_numbers_in_range(
     files: TemplateFiles, field: str, written: str, message: str
 ) -> None:
     original = {"package_size": "package_size: 1000", "free_units": "free_units: 0"}
-    files.write(GOOD.replace(original[field], f"{field}: {written}"))
+    files.write(GPT4.replace(original[field], f"{field}: {written}"))
 
     [problem] = files.problems()
 
@@ -74,7 +75,7 @@ def test_counts_are_whole_numbers_in_range(
 
 
 def test_amount_cents_refuses_a_float(files: TemplateFiles) -> None:
-    files.write(GOOD.replace("amount_cents: 0", "amount_cents: 10.0"))
+    files.write(GPT4.replace("amount_cents: 0", "amount_cents: 10.0"))
 
     assert files.problems() == [
         f"t.yaml:{files.line('amount_cents')}: plans[0].amount_cents: 10.0 is a "
@@ -83,7 +84,7 @@ def test_amount_cents_refuses_a_float(files: TemplateFiles) -> None:
 
 
 def test_the_issue_example_of_a_negative_price(files: TemplateFiles) -> None:
-    files.write(GOOD.replace('{input: "0.03"', '{input: "-0.03"'))
+    files.write(GPT4.replace('{input: "0.03"', '{input: "-0.03"'))
 
     assert files.problems() == [
         f't.yaml:{files.line("-0.03")}: {CHARGE}.prices.gpt-4.input: "-0.03" '
@@ -115,7 +116,7 @@ def test_the_issue_example_of_a_negative_price(files: TemplateFiles) -> None:
 def test_unmatched_amount_is_a_non_negative_decimal(
     files: TemplateFiles, written: str, message: str
 ) -> None:
-    files.write(GOOD.replace('unmatched_amount: "0"', f"unmatched_amount: {written}"))
+    files.write(GPT4.replace('unmatched_amount: "0"', f"unmatched_amount: {written}"))
 
     assert files.problems() == [
         f"t.yaml:{files.line('unmatched_amount')}: {CHARGE}.unmatched_amount: {message}"
@@ -124,7 +125,7 @@ def test_unmatched_amount_is_a_non_negative_decimal(
 
 def test_a_price_leaf_mapping_is_checked_field_by_field(files: TemplateFiles) -> None:
     files.write(
-        GOOD.replace(
+        GPT4.replace(
             '{input: "0.06", output: "0.12"}',
             "\n            input: {amount: -2, free_units: 1.5, display: x}"
             '\n            output: "0.12"',
@@ -142,7 +143,7 @@ def test_a_price_leaf_mapping_is_checked_field_by_field(files: TemplateFiles) ->
 
 
 def test_a_missing_field_points_at_its_item(files: TemplateFiles) -> None:
-    files.write(GOOD.replace("    pay_in_advance: false\n", ""))
+    files.write(GPT4.replace("    pay_in_advance: false\n", ""))
 
     assert files.problems() == [
         f"t.yaml:{files.line('- code: gpt4')}: plans[0].pay_in_advance: is "
@@ -151,7 +152,7 @@ def test_a_missing_field_points_at_its_item(files: TemplateFiles) -> None:
 
 
 def test_a_missing_version_is_an_error(files: TemplateFiles) -> None:
-    files.write(GOOD.replace("version: 1\n", ""))
+    files.write(GPT4.replace("version: 1\n", ""))
 
     assert files.problems() == [
         "t.yaml:2: version: is required; expected 1, the only format version so far."
@@ -160,7 +161,7 @@ def test_a_missing_version_is_an_error(files: TemplateFiles) -> None:
 
 @pytest.mark.parametrize("written", ["2", '"1"'])
 def test_only_version_1_is_read(files: TemplateFiles, written: str) -> None:
-    files.write(GOOD.replace("version: 1", f"version: {written}"))
+    files.write(GPT4.replace("version: 1", f"version: {written}"))
 
     assert files.problems() == [
         f"t.yaml:1: version: {written} is not supported; expected 1, the only "
@@ -250,7 +251,7 @@ def test_only_version_1_is_read(files: TemplateFiles, written: str) -> None:
 def test_wrong_values_are_explained(
     files: TemplateFiles, old: str, new: str, message: str
 ) -> None:
-    text = GOOD.replace(old, new)
+    text = GPT4.replace(old, new)
     files.write(text)
 
     problems = files.problems()
@@ -259,7 +260,7 @@ def test_wrong_values_are_explained(
 
 
 def first_changed_line(text: str) -> int:
-    pairs = zip(text.splitlines(), GOOD.splitlines(), strict=False)
+    pairs = zip(text.splitlines(), GPT4.splitlines(), strict=False)
     return next(n for n, (new, old) in enumerate(pairs, start=1) if new != old)
 
 
@@ -295,7 +296,7 @@ def first_changed_line(text: str) -> int:
 def test_metric_filter_values_are_unique_text(
     files: TemplateFiles, values: str, message: str
 ) -> None:
-    files.write(GOOD.replace("model: [gpt-4, gpt-4-32k]", f"model: {values}"))
+    files.write(GPT4.replace("model: [gpt-4, gpt-4-32k]", f"model: {values}"))
 
     problems = files.problems()
 
