@@ -132,9 +132,7 @@ def update(db: Database, current: Row, payload: dict[str, Any], *, frozen: bool)
     row["updated_at"] = iso(db.now())
     _validate(db, row)
     db.update("charges", row["id"], {**row, "properties": dumps(row["properties"])})
-    metric = db.one(
-        "SELECT * FROM billable_metrics WHERE id = ?", (row["billable_metric_id"],)
-    )
+    metric = db.by_id("billable_metrics", row["billable_metric_id"])
     if metric is not None:
         _write_filters(db, row, payload, metric)
     return row

@@ -48,6 +48,26 @@ def _positive_int(text: str | None, default: int) -> int:
     return value if value > 0 else default
 
 
+def paginate_live(
+    call: Call, table: str, render: Callable[[Row], dict[str, Any]]
+) -> dict[str, Any]:
+    """The live (not deleted) rows of ``table``, newest first, under ``table``.
+
+    Lago lists metrics, plans and customers this way; the root key of the
+    list body is the table's name.
+    """
+    live = f"FROM {table} WHERE deleted_at IS NULL"
+    total = call.db.scalar(f"SELECT COUNT(*) {live}")
+
+    def fetch(limit: int, offset: int) -> list[dict[str, Any]]:
+        rows = call.db.all(
+            f"SELECT * {live} ORDER BY seq DESC LIMIT ? OFFSET ?", (limit, offset)
+        )
+        return [render(row) for row in rows]
+
+    return paginate(call, table, total, fetch)
+
+
 def paginate(
     call: Call,
     root: str,

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from tokbill.emulator import _errors
-from tokbill.emulator._common import Call, dumps, loads, paginate, require_found
+from tokbill.emulator._common import Call, dumps, loads, paginate_live, require_found
 from tokbill.emulator._store import Database, Row, iso, new_id
 
 _ATTRIBUTES = (
@@ -105,8 +105,9 @@ def upsert(call: Call) -> dict[str, Any]:
         if payload.get("currency"):
             changes["currency"] = payload["currency"]
         db.update("customers", row["id"], changes)
-        row = require(db, str(external_id))
-    return {"customer": serialize(db, _reload(db, row["id"]))}
+    # Read back: a fresh row has no seq yet, which numbers the customer.
+    stored = require_found(db.by_id("customers", row["id"]), "customer")
+    return {"customer": serialize(db, stored)}
 
 
 def show(call: Call) -> dict[str, Any]:
@@ -116,18 +117,7 @@ def show(call: Call) -> dict[str, Any]:
 
 def index(call: Call) -> dict[str, Any]:
     """``GET /customers``, newest first."""
-    db = call.db
-    total = db.scalar("SELECT COUNT(*) FROM customers WHERE deleted_at IS NULL")
-
-    def fetch(limit: int, offset: int) -> list[dict[str, Any]]:
-        rows = db.all(
-            "SELECT * FROM customers WHERE deleted_at IS NULL"
-            " ORDER BY seq DESC LIMIT ? OFFSET ?",
-            (limit, offset),
-        )
-        return [serialize(db, row) for row in rows]
-
-    return paginate(call, "customers", total, fetch)
+    return paginate_live(call, "customers", lambda row: serialize(call.db, row))
 
 
 def destroy(call: Call) -> dict[str, Any]:
@@ -143,9 +133,3 @@ def destroy(call: Call) -> dict[str, Any]:
     )
     db.update("customers", row["id"], {"deleted_at": now})
     return body
-
-
-def _reload(db: Database, customer_id: str) -> Row:
-    return require_found(
-        db.one("SELECT * FROM customers WHERE id = ?", (customer_id,)), "customer"
-    )

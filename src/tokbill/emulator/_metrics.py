@@ -19,7 +19,7 @@ from tokbill.emulator._common import (
     dumps,
     loads,
     optional_str,
-    paginate,
+    paginate_live,
     require_found,
 )
 from tokbill.emulator._store import Database, Row, iso, new_id
@@ -125,20 +125,10 @@ def show(call: Call) -> dict[str, Any]:
 
 
 def index(call: Call) -> dict[str, Any]:
-    """``GET /billable_metrics``, newest first."""
-    total = call.db.scalar(
-        "SELECT COUNT(*) FROM billable_metrics WHERE deleted_at IS NULL"
+    """``GET /billable_metrics``, newest first, with the (zero) counters."""
+    return paginate_live(
+        call, "billable_metrics", lambda row: serialize(row, counters=True)
     )
-
-    def fetch(limit: int, offset: int) -> list[dict[str, Any]]:
-        rows = call.db.all(
-            "SELECT * FROM billable_metrics WHERE deleted_at IS NULL"
-            " ORDER BY seq DESC LIMIT ? OFFSET ?",
-            (limit, offset),
-        )
-        return [serialize(row, counters=True) for row in rows]
-
-    return paginate(call, "billable_metrics", total, fetch)
 
 
 def update(call: Call) -> dict[str, Any]:

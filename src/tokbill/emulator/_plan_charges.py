@@ -45,7 +45,7 @@ def create(call: Call) -> dict[str, Any]:
     plan = _plans.require(db, call.params[0])
     payload = call.root("charge")
     row = _charges.create(db, plan["id"], payload, generate_code=False)
-    return {"charge": _charges.serialize(db, _reload(db, row["id"]))}
+    return {"charge": _charges.serialize(db, _reload(db, row))}
 
 
 def update(call: Call) -> dict[str, Any]:
@@ -55,7 +55,7 @@ def update(call: Call) -> dict[str, Any]:
     payload = call.root("charge")
     frozen = _plans.has_subscriptions(db, plan["id"])
     row = _charges.update(db, charge, payload, frozen=frozen)
-    return {"charge": _charges.serialize(db, _reload(db, row["id"]))}
+    return {"charge": _charges.serialize(db, _reload(db, row))}
 
 
 def destroy(call: Call) -> dict[str, Any]:
@@ -137,12 +137,10 @@ def _find_filter(db: Database, charge_id: str, filter_id: str) -> Row:
 
 
 def _declared(db: Database, charge: Row) -> _filters.FilterValues:
-    metric = db.one(
-        "SELECT * FROM billable_metrics WHERE id = ?", (charge["billable_metric_id"],)
-    )
+    metric = db.by_id("billable_metrics", charge["billable_metric_id"])
     return _filters.metric_filters(metric) if metric else {}
 
 
-def _reload(db: Database, charge_id: str) -> Row:
-    row = db.one("SELECT * FROM charges WHERE id = ?", (charge_id,))
-    return require_found(row, "charge")
+def _reload(db: Database, charge: Row) -> Row:
+    # The stored row, whose JSON columns are still encoded as serialize wants.
+    return require_found(db.by_id("charges", charge["id"]), "charge")

@@ -18,7 +18,7 @@ from tokbill.emulator._common import (
     as_bool,
     is_json_int,
     optional_str,
-    paginate,
+    paginate_live,
     require_found,
 )
 from tokbill.emulator._store import Database, Row, iso, new_id
@@ -108,18 +108,7 @@ def show(call: Call) -> dict[str, Any]:
 
 def index(call: Call) -> dict[str, Any]:
     """``GET /plans``, newest first."""
-    db = call.db
-    total = db.scalar("SELECT COUNT(*) FROM plans WHERE deleted_at IS NULL")
-
-    def fetch(limit: int, offset: int) -> list[dict[str, Any]]:
-        rows = db.all(
-            "SELECT * FROM plans WHERE deleted_at IS NULL"
-            " ORDER BY seq DESC LIMIT ? OFFSET ?",
-            (limit, offset),
-        )
-        return [serialize(db, row) for row in rows]
-
-    return paginate(call, "plans", total, fetch)
+    return paginate_live(call, "plans", lambda row: serialize(call.db, row))
 
 
 def update(call: Call) -> dict[str, Any]:

@@ -174,6 +174,10 @@ class Database:
         with self.lock:
             return self._conn.execute(sql, params).fetchall()
 
+    def by_id(self, table: str, row_id: str) -> Row | None:
+        """The row of ``table`` whose ``id`` is ``row_id``, deleted or not."""
+        return self.one(f"SELECT * FROM {table} WHERE id = ?", (row_id,))
+
     def scalar(self, sql: str, params: Sequence[Any] = ()) -> Any:
         """The first column of the first row of ``sql``, or None."""
         row = self.one(sql, params)

@@ -67,7 +67,7 @@ def period_of(db: Database, row: Row, plan: Row) -> _periods.Period:
 def serialize(db: Database, row: Row) -> dict[str, Any]:
     """The subscription as Lago's ``SubscriptionSerializer`` renders it."""
     plan = _plan_of(db, row["plan_id"])
-    customer = db.one("SELECT * FROM customers WHERE id = ?", (row["customer_id"],))
+    customer = db.by_id("customers", row["customer_id"])
     return {
         "lago_id": row["id"],
         "external_id": row["external_id"],
@@ -125,7 +125,7 @@ def _period_fields(db: Database, row: Row, plan: Row) -> dict[str, Any]:
 
 
 def _plan_of(db: Database, plan_id: str) -> Row:
-    return require_found(db.one("SELECT * FROM plans WHERE id = ?", (plan_id,)), "plan")
+    return require_found(db.by_id("plans", plan_id), "plan")
 
 
 def create(call: Call) -> dict[str, Any]:
@@ -151,7 +151,7 @@ def create(call: Call) -> dict[str, Any]:
         row = _insert(db, customer, plan, payload, billing_time, start)
     if not customer["currency"]:
         db.update("customers", customer["id"], {"currency": plan["amount_currency"]})
-    return {"subscription": serialize(db, _reload(db, row["id"]))}
+    return {"subscription": serialize(db, _reload(db, row))}
 
 
 def _required_ids(payload: dict[str, Any]) -> tuple[str, str]:
@@ -202,10 +202,7 @@ def _insert(
 
 
 def _change_plan(db: Database, current: Row, plan: Row, payload: dict[str, Any]) -> Row:
-    customer = require_found(
-        db.one("SELECT * FROM customers WHERE id = ?", (current["customer_id"],)),
-        "customer",
-    )
+    customer = require_found(db.by_id("customers", current["customer_id"]), "customer")
     old_plan = _plan_of(db, current["plan_id"])
     billing_time = current["billing_time"]
     if current["status"] == "pending" or _yearly(plan) >= _yearly(old_plan):
@@ -278,9 +275,8 @@ def terminate(call: Call) -> dict[str, Any]:
         db.update(
             "subscriptions", row["id"], {"status": "terminated", "terminated_at": now}
         )
-    return {"subscription": serialize(db, _reload(db, row["id"]))}
+    return {"subscription": serialize(db, _reload(db, row))}
 
 
-def _reload(db: Database, subscription_id: str) -> Row:
-    row = db.one("SELECT * FROM subscriptions WHERE id = ?", (subscription_id,))
-    return require_found(row, "subscription")
+def _reload(db: Database, row: Row) -> Row:
+    return require_found(db.by_id("subscriptions", row["id"]), "subscription")

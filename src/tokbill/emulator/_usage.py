@@ -33,9 +33,7 @@ def current(call: Call) -> dict[str, Any]:
     )
     if subscription is None:
         raise _errors.not_allowed("no_active_subscription")
-    plan = require_found(
-        db.one("SELECT * FROM plans WHERE id = ?", (subscription["plan_id"],)), "plan"
-    )
+    plan = require_found(db.by_id("plans", subscription["plan_id"]), "plan")
     period = period_of(db, subscription, plan)
     events = _events.window(db, subscription["external_id"], period.start, period.end)
     currency = plan["amount_currency"]
@@ -63,10 +61,7 @@ def _selected_charges(call: Call, db: Database, plan_id: str) -> list[tuple[Row,
     """The plan's charges with their metrics, narrowed by the charge filters."""
     pairs = []
     for charge in for_plan(db, plan_id):
-        metric = db.one(
-            "SELECT * FROM billable_metrics WHERE id = ?",
-            (charge["billable_metric_id"],),
-        )
+        metric = db.by_id("billable_metrics", charge["billable_metric_id"])
         if metric is not None:
             pairs.append((charge, metric))
     for name in ("charge_id", "charge_code", "billable_metric_code"):
