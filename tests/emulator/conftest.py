@@ -6,6 +6,7 @@ from datetime import datetime, timezone
 import httpx
 import pytest
 
+from tests.emulator.lago import api_client
 from tokbill.emulator import EmulatorServer
 from tokbill.emulator.testing import running_emulator
 
@@ -13,8 +14,7 @@ from tokbill.emulator.testing import running_emulator
 @pytest.fixture
 def api(lago_emulator: EmulatorServer) -> Iterator[httpx.Client]:
     """An HTTP client on the emulator's ``/api/v1`` with a bearer key."""
-    headers = {"Authorization": "Bearer test-key"}
-    with httpx.Client(base_url=lago_emulator.api_url, headers=headers) as client:
+    with api_client(lago_emulator) as client:
         yield client
 
 
@@ -31,6 +31,5 @@ def pinned() -> Iterator[EmulatorServer]:
 @pytest.fixture
 def pinned_api(pinned: EmulatorServer) -> Iterator[httpx.Client]:
     """An HTTP client on the pinned emulator."""
-    headers = {"Authorization": "Bearer test-key"}
-    with httpx.Client(base_url=pinned.api_url, headers=headers) as client:
+    with api_client(pinned) as client:
         yield client

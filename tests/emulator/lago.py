@@ -8,11 +8,19 @@ from typing import Any
 
 import httpx
 
+from tokbill.emulator import EmulatorServer
+
 TOKEN_FILTERS = [
     {"key": "model", "values": ["claude-sonnet", "gpt-4o"]},
     {"key": "type", "values": ["input", "output"]},
 ]
 _transaction_ids = itertools.count()
+
+
+def api_client(server: EmulatorServer) -> httpx.Client:
+    """An HTTP client on the server's ``/api/v1``; any bearer key will do."""
+    headers = {"Authorization": "Bearer test-key"}
+    return httpx.Client(base_url=server.api_url, headers=headers)
 
 
 def ok(response: httpx.Response) -> dict[str, Any]:
@@ -41,6 +49,15 @@ def create_metric(
         **fields,
     }
     body = ok(api.post("/billable_metrics", json={"billable_metric": payload}))
+    return body["billable_metric"]  # type: ignore[no-any-return]
+
+
+def update_metric(
+    api: httpx.Client, current_code: str, /, **fields: Any
+) -> dict[str, Any]:
+    """``PUT /billable_metrics/{current_code}`` with ``fields``; the new metric."""
+    payload = {"billable_metric": fields}
+    body = ok(api.put(f"/billable_metrics/{current_code}", json=payload))
     return body["billable_metric"]  # type: ignore[no-any-return]
 
 

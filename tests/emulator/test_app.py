@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.emulator.lago import create_metric, ok
+from tests.emulator.lago import api_client, create_metric, ok
 from tokbill.emulator import EmulatorServer, embedded_url
 from tokbill.emulator.testing import running_emulator
 
@@ -127,10 +127,8 @@ def test_failed_request_changes_nothing(
 
 def test_state_in_a_file_survives_a_restart(tmp_path: Path) -> None:
     db_path = tmp_path / "state" / "lago.sqlite3"
-    headers = {"Authorization": "Bearer k"}
-    with running_emulator(db_path=db_path) as first:
-        with httpx.Client(base_url=first.api_url, headers=headers) as api:
-            create_metric(api)
+    with running_emulator(db_path=db_path) as first, api_client(first) as api:
+        create_metric(api)
 
     with running_emulator(db_path=db_path) as second:
         assert [m["code"] for m in second.store.metrics()] == ["llm_tokens"]

@@ -8,15 +8,13 @@ import threading
 import httpx
 import pytest
 
-from tests.emulator.lago import event, ok
+from tests.emulator.lago import api_client, event, ok
 from tokbill.emulator import EmulatorServer, Faults
 from tokbill.emulator.testing import running_emulator
 
-AUTH = {"Authorization": "Bearer k"}
-
 
 def _statuses(server: EmulatorServer, count: int) -> list[int]:
-    with httpx.Client(base_url=server.api_url, headers=AUTH) as api:
+    with api_client(server) as api:
         return [api.get("/plans").status_code for _ in range(count)]
 
 
@@ -89,7 +87,7 @@ def test_latency_delays_one_path_without_blocking_others(
         except httpx.TimeoutException as error:
             outcome.append(error)
 
-    with httpx.Client(base_url=lago_emulator.api_url, headers=AUTH) as other:
+    with api_client(lago_emulator) as other:
         worker = threading.Thread(target=slow_post)
         worker.start()
         fast = other.get("/plans", timeout=2.0)
@@ -119,7 +117,7 @@ def test_a_client_giving_up_on_a_stall_is_no_error(
 ) -> None:
     faults = Faults(stall_after_commit_s=30.0, stall_count=1)
     with running_emulator(faults=faults) as server:
-        with httpx.Client(base_url=server.api_url, headers=AUTH) as api:
+        with api_client(server) as api:
             with pytest.raises(httpx.ReadTimeout):
                 api.post("/events", json={"event": event({})}, timeout=0.3)
 
@@ -131,7 +129,7 @@ def test_a_client_leaving_before_its_body_is_read_is_logged_as_499(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     with running_emulator(faults=Faults(latency_s=30.0)) as server:
-        with httpx.Client(base_url=server.api_url, headers=AUTH) as api:
+        with api_client(server) as api:
             with pytest.raises(httpx.ReadTimeout):
                 api.post("/events", json={"event": event({})}, timeout=0.3)
 

@@ -15,13 +15,8 @@ from tests.emulator.lago import (
     package,
     price,
     subscribe,
+    update_metric,
 )
-
-
-def _put(api: httpx.Client, path_code: str, **fields: Any) -> dict[str, Any]:
-    payload = {"billable_metric": fields}
-    body = ok(api.put(f"/billable_metrics/{path_code}", json=payload))
-    return body["billable_metric"]  # type: ignore[no-any-return]
 
 
 def _charge_filters(api: httpx.Client) -> list[dict[str, Any]]:
@@ -118,7 +113,9 @@ def test_duplicate_code_is_taken_until_the_metric_is_deleted(
 def test_unused_metric_takes_every_field(api: httpx.Client) -> None:
     create_metric(api)
 
-    updated = _put(api, "llm_tokens", code="tokens", field_name="count", name="T")
+    updated = update_metric(
+        api, "llm_tokens", code="tokens", field_name="count", name="T"
+    )
 
     assert (updated["code"], updated["field_name"], updated["name"]) == (
         "tokens",
@@ -134,7 +131,7 @@ def test_metric_used_by_a_plan_keeps_guarded_fields_silently(
     metric = create_metric(api)
     create_plan(api, [charge(metric, package("1.00", 1000))])
 
-    updated = _put(
+    updated = update_metric(
         api,
         "llm_tokens",
         code="renamed",
@@ -174,7 +171,7 @@ def test_removed_metric_values_trim_broaden_and_delete_charge_filters(
     _plan_with_region_filters(api)
     ids_before = [item["lago_id"] for item in _charge_filters(api)]
 
-    _put(
+    update_metric(
         api,
         "llm_tokens",
         filters=[
@@ -197,7 +194,9 @@ def test_removed_metric_key_discards_its_values_in_charge_filters(
 ) -> None:
     _plan_with_region_filters(api)
 
-    _put(api, "llm_tokens", filters=[{"key": "cloud", "values": ["aws", "gcp"]}])
+    update_metric(
+        api, "llm_tokens", filters=[{"key": "cloud", "values": ["aws", "gcp"]}]
+    )
 
     assert [item["values"] for item in _charge_filters(api)] == [
         {"cloud": ["aws"]},

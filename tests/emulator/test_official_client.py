@@ -17,6 +17,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from tests.emulator.lago import package
 from tokbill.emulator import EmulatorServer
 
 lago = pytest.importorskip("lago_python_client")
@@ -62,21 +63,17 @@ def _metric(client: Client) -> object:
     )
 
 
-def _package(amount: str, size: int, free: int = 0) -> dict[str, object]:
-    return {"amount": amount, "package_size": size, "free_units": free}
-
-
 def _plan(client: Client, metric_id: str) -> object:
     gpt_input = ChargeFilter(
         invoice_display_name="GPT-4o input",
-        properties=_package("2.50", 1000),
+        properties=package("2.50", 1000),
         values={"model": ["gpt-4o"], "type": ["input"]},
     )
     charge = Charge(
         billable_metric_id=metric_id,
         code="llm_tokens",
         charge_model="package",
-        properties=_package("1.00", 1000),
+        properties=package("1.00", 1000),
         filters=ChargeFilters(__root__=[gpt_input]),
     )
     return client.plans.create(
@@ -127,7 +124,7 @@ def test_plan_charge_and_filter_calls(client: Client) -> None:
                     Charge(
                         id=charge_id,
                         charge_model="package",
-                        properties=_package("1.50", 1000),
+                        properties=package("1.50", 1000),
                     )
                 ]
             ),
@@ -167,7 +164,7 @@ def test_charge_filter_calls(client: Client) -> None:
     metric = _metric(client)
     _plan(client, metric.lago_id)
     claude = ChargeFilter(
-        properties=_package("3.00", 1000), values={"model": ["claude-sonnet"]}
+        properties=package("3.00", 1000), values={"model": ["claude-sonnet"]}
     )
 
     created = client.plans.create_charge_filter("pro", "llm_tokens", claude)
@@ -177,7 +174,7 @@ def test_charge_filter_calls(client: Client) -> None:
         "pro",
         "llm_tokens",
         created.lago_id,
-        ChargeFilter(invoice_display_name="Claude", properties=_package("4.00", 1000)),
+        ChargeFilter(invoice_display_name="Claude", properties=package("4.00", 1000)),
     )
     destroyed = client.plans.destroy_charge_filter("pro", "llm_tokens", created.lago_id)
 

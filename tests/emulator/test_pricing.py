@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
 
 import httpx
 import pytest
@@ -14,12 +13,12 @@ from tests.emulator.lago import (
     create_metric,
     create_plan,
     event,
-    ok,
     package,
     price,
     send,
     subscribe,
     tokens,
+    update_metric,
     usage,
 )
 
@@ -178,20 +177,16 @@ def _plan_with_model_and_type_prices(api: httpx.Client) -> None:
     )
 
 
-def _shrink_metric_filters(api: httpx.Client, filters: list[dict[str, Any]]) -> None:
-    payload = {"billable_metric": {"filters": filters}}
-    ok(api.put("/billable_metrics/llm_tokens", json=payload))
-
-
 def test_removing_a_metric_value_deletes_the_emptied_filter_mid_period(
     api: httpx.Client,
 ) -> None:
     _plan_with_model_and_type_prices(api)
     before = usage(api)["charges_usage"][0]
 
-    _shrink_metric_filters(
+    update_metric(
         api,
-        [
+        "llm_tokens",
+        filters=[
             {"key": "model", "values": ["gpt-4o"]},
             {"key": "type", "values": ["input", "output"]},
         ],
@@ -210,8 +205,10 @@ def test_removing_a_metric_key_broadens_the_filter_at_its_old_price(
 ) -> None:
     _plan_with_model_and_type_prices(api)
 
-    _shrink_metric_filters(
-        api, [{"key": "model", "values": ["claude-sonnet", "gpt-4o"]}]
+    update_metric(
+        api,
+        "llm_tokens",
+        filters=[{"key": "model", "values": ["claude-sonnet", "gpt-4o"]}],
     )
     charge_usage = usage(api)["charges_usage"][0]
 

@@ -8,6 +8,7 @@ import httpx
 import pytest
 
 from tests.emulator.lago import (
+    api_client,
     charge,
     create_metric,
     create_plan,
@@ -15,7 +16,6 @@ from tests.emulator.lago import (
     package,
     subscribe,
 )
-from tokbill.emulator import EmulatorServer
 from tokbill.emulator.testing import running_emulator
 
 
@@ -131,7 +131,7 @@ def test_downgrade_waits_for_the_period_end(pinned_api: httpx.Client) -> None:
 
 def test_future_subscription_is_pending_until_its_date() -> None:
     now = [datetime(2026, 8, 15, tzinfo=timezone.utc)]
-    with running_emulator(clock=lambda: now[0]) as server, _client(server) as api:
+    with running_emulator(clock=lambda: now[0]) as server, api_client(server) as api:
         _plans(api)
         pending = subscribe(api, subscription_at="2026-08-20T00:00:00Z")
         now[0] += timedelta(days=6)
@@ -142,10 +142,6 @@ def test_future_subscription_is_pending_until_its_date() -> None:
         "active",
         "2026-08-20T00:00:00Z",
     )
-
-
-def _client(server: EmulatorServer) -> httpx.Client:
-    return httpx.Client(base_url=server.api_url, headers={"Authorization": "Bearer k"})
 
 
 @pytest.mark.parametrize(
