@@ -42,6 +42,8 @@ class UsageClientBase:
     def __init__(
         self,
         *,
+        api_url: str | None,
+        lago_client: object | None,
         ttl_s: float,
         max_stale_s: float,
         clock: Callable[[], float] | None,
@@ -49,6 +51,10 @@ class UsageClientBase:
         self._cache = UsageCache(
             ttl_s=ttl_s, max_stale_s=max_stale_s, clock=clock or time.monotonic
         )
+        if lago_client is None and not api_url:
+            raise ValueError(f"{type(self).__name__} needs api_url, or lago_client.")
+        self._owns_client = lago_client is None
+        """Whether ``close`` closes the HTTP client: only one made here."""
 
     @property
     def ttl_s(self) -> float:

@@ -71,10 +71,13 @@ class UsageClient(UsageClientBase):
         lago_client: LagoClient | None = None,
         clock: Callable[[], float] | None = None,
     ) -> None:
-        super().__init__(ttl_s=ttl_s, max_stale_s=max_stale_s, clock=clock)
-        if lago_client is None and not api_url:
-            raise ValueError("UsageClient needs api_url, or lago_client.")
-        self._owns_client = lago_client is None
+        super().__init__(
+            api_url=api_url,
+            lago_client=lago_client,
+            ttl_s=ttl_s,
+            max_stale_s=max_stale_s,
+            clock=clock,
+        )
         self._lago = lago_client or LagoClient(
             str(api_url),
             api_key,
