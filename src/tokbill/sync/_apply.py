@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
+from enum import IntEnum
 from typing import Any
 
 from tokbill._errors import BlockedError, DriftError, LagoError, SyncError
@@ -93,12 +94,48 @@ class ApplyResult:
         }
 
 
+class _Phase(IntEnum):
+    """The four steps of the module docstring, in the order they run.
+
+    Plans include their charges: charge writes run with plan writes, and
+    charge deletes with plan deletes.
+    """
+
+    GROW_METRICS = 1
+    WRITE_PLANS = 2
+    DELETE_PLANS = 3
+    SHRINK_METRICS = 4
+
+
 @dataclass
 class _Step:
     write: Write
-    phase: int
-    body: Callable[[], JSON | None] = field(repr=False)
+    phase: _Phase
+    # The request is built when the step runs, not when it is planned: a plan
+    # or charge body needs the lago_id of a metric an earlier step created.
+    send: Callable[[LagoClient], JSON] = field(repr=False)
     on_result: Callable[[JSON], None] | None = field(default=None, repr=False)
+
+
+def _post(
+    path: str,
+    description: str,
+    phase: _Phase,
+    body: Callable[[], JSON],
+    on_result: Callable[[JSON], None] | None = None,
+) -> _Step:
+    write = Write("POST", path, description)
+    return _Step(write, phase, lambda client: client.post(path, body()), on_result)
+
+
+def _put(path: str, description: str, phase: _Phase, body: Callable[[], JSON]) -> _Step:
+    write = Write("PUT", path, description)
+    return _Step(write, phase, lambda client: client.put(path, body()))
+
+
+def _delete(path: str, description: str, phase: _Phase) -> _Step:
+    write = Write("DELETE", path, description)
+    return _Step(write, phase, lambda client: client.delete(path))
 
 
 def apply_plan(client: LagoClient, plan: Plan) -> ApplyResult:
@@ -133,22 +170,13 @@ def _run(client: LagoClient, steps: list[_Step]) -> tuple[Write, ...]:
     for index, step in enumerate(steps):
         logger.info("Writing %s.", step.write)
         try:
-            result = _send(client, step)
+            result = step.send(client)
         except LagoError as exc:
             raise _apply_error(exc, steps, index) from exc
         if step.on_result is not None:
             step.on_result(result)
         done.append(step.write)
     return tuple(done)
-
-
-def _send(client: LagoClient, step: _Step) -> JSON:
-    method, path = step.write.method, step.write.path
-    if method == "DELETE":
-        return client.delete(path)
-    body = step.body()
-    assert body is not None
-    return client.post(path, body) if method == "POST" else client.put(path, body)
 
 
 def _apply_error(exc: LagoError, steps: list[_Step], index: int) -> ApplyError:
@@ -210,23 +238,18 @@ class _Steps:
     def _metric(self, change: Change) -> list[_Step]:
         path = api_path("billable_metrics", change.code)
         if change.action == "delete":
-            return [
-                _Step(
-                    Write("DELETE", path, f"delete metric {change.code}"),
-                    4,
-                    lambda: None,
-                )
-            ]
+            description = f"delete metric {change.code}"
+            return [_delete(path, description, _Phase.SHRINK_METRICS)]
         spec: MetricSpec = change.desired
         if change.action == "create":
-            return [
-                _Step(
-                    Write("POST", "/billable_metrics", f"create metric {spec.code}"),
-                    1,
-                    lambda: {"billable_metric": spec.payload()},
-                    on_result=self._remember_metric,
-                )
-            ]
+            create = _post(
+                "/billable_metrics",
+                f"create metric {spec.code}",
+                _Phase.GROW_METRICS,
+                lambda: {"billable_metric": spec.payload()},
+                on_result=self._remember_metric,
+            )
+            return [create]
         return self._metric_update(change, spec, path)
 
     def _metric_update(
@@ -239,19 +262,23 @@ class _Steps:
         other = len(filter_lines) < len(change.fields)
         steps = []
         if adds or (other and not removes):
+            # Removals wait for the last phase, once no managed plan prices
+            # those values; until then the metric keeps them.
             widened = replace(spec, filters=_union(live.filters, spec.filters))
             steps.append(
-                _Step(
-                    Write("PUT", path, f"update metric {spec.code}"),
-                    1,
+                _put(
+                    path,
+                    f"update metric {spec.code}",
+                    _Phase.GROW_METRICS,
                     lambda: {"billable_metric": widened.payload()},
                 )
             )
         if removes:
             steps.append(
-                _Step(
-                    Write("PUT", path, f"remove filter values of metric {spec.code}"),
-                    4,
+                _put(
+                    path,
+                    f"remove filter values of metric {spec.code}",
+                    _Phase.SHRINK_METRICS,
                     lambda: {"billable_metric": spec.payload()},
                 )
             )
@@ -264,50 +291,41 @@ class _Steps:
     def _plan(self, change: Change) -> list[_Step]:
         path = api_path("plans", change.code)
         if change.action == "delete":
-            return [
-                _Step(
-                    Write("DELETE", path, f"delete plan {change.code}"), 3, lambda: None
-                )
-            ]
+            return [_delete(path, f"delete plan {change.code}", _Phase.DELETE_PLANS)]
         spec: PlanSpec = change.desired
         if change.action == "create":
-            return [
-                _Step(
-                    Write(
-                        "POST",
-                        "/plans",
-                        f"create plan {spec.code} with {len(spec.charges)} charge(s)",
-                    ),
-                    2,
-                    lambda: {"plan": spec.payload(self.metric_ids)},
-                )
-            ]
+            create = _post(
+                "/plans",
+                f"create plan {spec.code} with {len(spec.charges)} charge(s)",
+                _Phase.WRITE_PLANS,
+                lambda: {"plan": spec.payload(self.metric_ids)},
+            )
+            return [create]
 
-        def body() -> JSON:
+        def fields_only() -> JSON:
             # Without "charges", Lago leaves every charge as it is.
             fields = spec.payload(self.metric_ids)
             fields.pop("charges")
             return {"plan": fields}
 
-        return [_Step(Write("PUT", path, f"update plan {spec.code}"), 2, body)]
+        description = f"update plan {spec.code}"
+        return [_put(path, description, _Phase.WRITE_PLANS, fields_only)]
 
     def _charge(self, change: Change) -> list[_Step]:
-        assert change.plan is not None
+        if change.plan is None:
+            raise ValueError(f"The change to charge {change.code} names no plan.")
+        path = api_path("plans", change.plan, "charges", change.code)
         if change.action == "delete":
-            path = api_path("plans", change.plan, "charges", change.code)
-            return [
-                _Step(Write("DELETE", path, f"delete {change.label}"), 3, lambda: None)
-            ]
+            return [_delete(path, f"delete {change.label}", _Phase.DELETE_PLANS)]
         spec: ChargeSpec = change.desired
 
         def body() -> JSON:
             return {"charge": spec.payload(self.metric_ids[spec.billable_metric])}
 
         if change.action == "create":
-            path = api_path("plans", change.plan, "charges")
-            return [_Step(Write("POST", path, f"create {change.label}"), 2, body)]
-        path = api_path("plans", change.plan, "charges", change.code)
-        return [_Step(Write("PUT", path, f"update {change.label}"), 2, body)]
+            charges = api_path("plans", change.plan, "charges")
+            return [_post(charges, f"create {change.label}", _Phase.WRITE_PLANS, body)]
+        return [_put(path, f"update {change.label}", _Phase.WRITE_PLANS, body)]
 
 
 def _union(
