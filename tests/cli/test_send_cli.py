@@ -53,9 +53,9 @@ def test_bad_lines_are_named_and_the_rest_is_sent(
     result = run(lago, str(usage))
 
     assert result.exit_code == 1
-    assert "line 3: not JSON" in result.stderr
-    assert "line 6: input_tokens must not be negative" in result.stderr
-    assert "line 8: unknown field input_token" in result.stderr
+    assert f"{usage}:3: not JSON" in result.stderr
+    assert f"{usage}:6: input_tokens must not be negative" in result.stderr
+    assert f"{usage}:8: unknown field input_token" in result.stderr
     assert "Read 11 lines: 7 recorded, 3 skipped as bad." in result.stdout
     assert "14 delivered" in result.stdout
     assert len(lago.store.events("sub_cli")) == 14
@@ -105,7 +105,7 @@ def test_the_template_gives_the_metric(lago: EmulatorServer) -> None:
 def test_metric_and_template_exclude_each_other(lago: EmulatorServer) -> None:
     result = run(lago, "-", "--template", str(TEMPLATE), "--metric", "x", stdin="")
 
-    assert result.exit_code == 2
+    assert result.exit_code == 1
     assert "not both" in result.stderr
 
 

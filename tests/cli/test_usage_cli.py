@@ -6,6 +6,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 from click.testing import CliRunner, Result
+
 from tests.emulator.lago import (
     charge,
     create_metric,
@@ -16,7 +17,6 @@ from tests.emulator.lago import (
     subscribe,
     tokens,
 )
-
 from tokbill.cli import main
 from tokbill.emulator import EmulatorServer
 from tokbill.emulator.testing import running_emulator
@@ -192,5 +192,7 @@ def test_option_mistakes_are_usage_errors(
 ) -> None:
     result = run(lago, "cus_1", *args)
 
-    assert result.exit_code == 2
+    # 1, not click's usual 2, which means "changes pending" to plan.
+    assert result.exit_code == 1
     assert message in result.stderr
+    assert result.stdout == ""

@@ -10,18 +10,29 @@ from __future__ import annotations
 import importlib
 import logging
 import os
-import sys
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import click
 from typing_extensions import override
 
 from tokbill import __version__
-from tokbill._errors import BlockedError, TokbillError
+from tokbill._errors import (
+    AuthenticationError,
+    BlockedError,
+    LagoConnectionError,
+    LagoTimeoutError,
+    TemplateError,
+    TokbillError,
+)
 from tokbill._secrets import RedactingFilter
+from tokbill._settings import API_KEY_ENV, API_URL_ENV
 from tokbill.cli._common import EXIT_BLOCKED, EXIT_CODES_HELP, EXIT_ERROR
 
 __all__ = ["main"]
+
+_DEBUG = "tokbill.debug"
+"""The context key that holds --debug."""
 
 _SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "validate": ("tokbill.cli.sync:validate", "Check templates offline."),
@@ -60,14 +71,61 @@ class _TokbillGroup(click.Group):
             formatter.write_dl(rows)
 
     @override
+    def make_context(
+        self,
+        info_name: str | None,
+        args: list[str],
+        parent: click.Context | None = None,
+        **extra: Any,
+    ) -> click.Context:
+        try:
+            return super().make_context(info_name, args, parent, **extra)
+        except click.UsageError as exc:
+            _exit_with_1(exc)
+            raise
+
+    @override
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
-        except TokbillError as exc:
-            if ctx.meta.get("tokbill.debug"):
+        except click.UsageError as exc:
+            _exit_with_1(exc)
+            raise
+        except (click.ClickException, click.exceptions.Exit, click.Abort):
+            raise
+        except Exception as exc:
+            if ctx.meta.get(_DEBUG):
                 raise
-            click.echo(f"Error: {exc}", err=True)
+            for line in _error_lines(exc):
+                click.echo(f"Error: {line}", err=True)
             ctx.exit(EXIT_BLOCKED if isinstance(exc, BlockedError) else EXIT_ERROR)
+
+
+def _exit_with_1(exc: click.UsageError) -> None:
+    """Make a usage error exit 1, since 2 means "changes pending" to ``plan``."""
+    # click types exit_code as a class constant, but its main() exits with
+    # the instance's value, so one error can carry its own.
+    exc.exit_code = EXIT_ERROR  # type: ignore[misc]
+
+
+def _error_lines(exc: Exception) -> Sequence[str]:
+    """What a person needs to read about ``exc``, without a traceback."""
+    if isinstance(exc, TemplateError) and exc.problems:
+        return exc.problems
+    if isinstance(exc, AuthenticationError):
+        return [f"{exc} Check the API key (--api-key or {API_KEY_ENV})."]
+    if isinstance(exc, LagoConnectionError) and not isinstance(exc, LagoTimeoutError):
+        hint = f"Check the URL (--api-url or {API_URL_ENV}) and that Lago is up."
+        return [f"{exc} {hint}"]
+    if isinstance(exc, TokbillError):
+        return [str(exc)]
+    if isinstance(exc, OSError) and exc.strerror:
+        where = f"{exc.filename}: " if exc.filename else ""
+        return [f"{where}{exc.strerror}."]
+    return [
+        f"unexpected {type(exc).__name__}: {exc}. This is a bug in tokbill; "
+        "rerun with --debug for the traceback and please report it."
+    ]
 
 
 @click.group(cls=_TokbillGroup, epilog=EXIT_CODES_HELP)
@@ -82,18 +140,49 @@ class _TokbillGroup(click.Group):
 @click.pass_context
 def main(ctx: click.Context, debug: bool, verbose: int, no_color: bool) -> None:
     """Pricing as code, real-time token metering and live usage for Lago."""
-    ctx.meta["tokbill.debug"] = debug
+    ctx.meta[_DEBUG] = debug
     if no_color or os.environ.get("NO_COLOR"):
         ctx.color = False
-    _configure_logging(2 if debug else verbose)
+    ctx.call_on_close(_log_to_stderr(2 if debug else verbose))
 
 
-def _configure_logging(verbosity: int) -> None:
-    if verbosity <= 0:
-        return
-    handler = logging.StreamHandler(sys.stderr)
+class _EchoHandler(logging.Handler):
+    """Writes log lines on the command's stderr, as click sees it at the time.
+
+    Resolving the stream per line (not once, like ``StreamHandler``) keeps
+    the lines on the right stream under ``CliRunner`` and in sender threads.
+    """
+
+    @override
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            click.echo(self.format(record), err=True)
+        except Exception:
+            self.handleError(record)
+
+
+def _log_to_stderr(verbosity: int) -> Callable[[], None]:
+    """Show tokbill's logs on stderr; return what undoes it.
+
+    Warnings (retries, dropped events) always show; ``-v`` adds one line per
+    unit of work, ``-vv`` debug lines. Without this handler, Python's
+    last-resort handler would print warnings unformatted and unredacted.
+    """
+    handler = _EchoHandler()
     handler.addFilter(RedactingFilter())
-    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
-    root = logging.getLogger("tokbill")
-    root.addHandler(handler)
-    root.setLevel(logging.DEBUG if verbosity >= 2 else logging.INFO)
+    # Upper case tells a log line from the command's own "Error: " verdict.
+    line = "%(levelname)s: %(message)s"
+    if verbosity > 0:
+        line = "%(levelname)s %(name)s: %(message)s"
+    handler.setFormatter(logging.Formatter(line))
+    logger = logging.getLogger("tokbill")
+    previous_level = logger.level
+    logger.addHandler(handler)
+    levels = {0: logging.WARNING, 1: logging.INFO}
+    logger.setLevel(levels.get(verbosity, logging.DEBUG))
+
+    def undo() -> None:
+        logger.removeHandler(handler)
+        logger.setLevel(previous_level)
+
+    return undo

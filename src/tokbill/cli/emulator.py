@@ -6,10 +6,13 @@ import threading
 
 import click
 
+from tokbill.cli._common import EXIT_OK, ON_ERROR, exit_codes_help
 from tokbill.emulator import EmulatorServer, Faults
 
 
-@click.command()
+@click.command(
+    epilog=exit_codes_help((EXIT_OK, "stopped by Ctrl-C"), ON_ERROR),
+)
 @click.option(
     "--host", default="127.0.0.1", show_default=True, help="Interface to bind."
 )

@@ -11,14 +11,15 @@ from typing import IO, Any, Final
 
 import click
 
+from tokbill._settings import API_KEY_ENV, API_URL_ENV
 from tokbill.cli._common import (
-    EXIT_CODES_HELP,
     EXIT_ERROR,
     EXIT_OK,
     connection_options,
     echo_json,
+    exit_codes_help,
     json_option,
-    resolve_target,
+    resolve_connection,
     style,
 )
 from tokbill.ingest import DEFAULT_METRIC_CODE, FlushReport, MeterOptions, TokenMeter
@@ -37,6 +38,8 @@ _SHOWN_BAD_LINES: Final = 20
 _DRAIN_EVERY: Final = 20_000
 """Lines between waits for Lago, so a large file never overflows the buffer."""
 _PROGRESS_EVERY_S: Final = 0.2
+_POLL_S: Final = 0.25
+"""How often a wait for Lago checks whether sending was suspended."""
 
 
 @dataclass
@@ -44,10 +47,17 @@ class _Tally:
     lines: int = 0
     recorded_lines: int = 0
     bad_lines: list[tuple[int, str]] = field(default_factory=list)
+    stopped: str | None = None
+    """Why sending was suspended (401, 403 or 404), if it was."""
 
 
-@click.command(epilog=EXIT_CODES_HELP)
-@click.argument("source", metavar="FILE|-", type=click.File("r", encoding="utf-8"))
+@click.command(
+    epilog=exit_codes_help(
+        (EXIT_OK, "every line was read and every event delivered"),
+        (EXIT_ERROR, "a bad line, an undelivered event, or an error"),
+    )
+)
+@click.argument("source", metavar="FILE|-", type=click.File("rb"))
 @click.option(
     "--template",
     type=click.Path(exists=True, dir_okay=False),
@@ -70,7 +80,9 @@ class _Tally:
     type=click.FloatRange(min=0),
     default=60.0,
     show_default=True,
-    help="Seconds to wait for Lago once the input is read.",
+    metavar="SECONDS",
+    help="How long to wait for Lago once the input is read. A refused key "
+    "or URL (401, 403, 404) stops the wait at once.",
 )
 @click.option(
     "--progress/--no-progress",
@@ -80,7 +92,7 @@ class _Tally:
 @json_option
 @connection_options
 def send(
-    source: IO[str],
+    source: IO[bytes],
     template: str | None,
     metric_code: str | None,
     spool_dir: str | None,
@@ -95,9 +107,8 @@ def send(
     Each line is a JSON object with subscription_id, model, input_tokens,
     output_tokens and optionally request_id (so a rerun bills nothing twice),
     timestamp (Unix seconds or ISO 8601 with a zone), properties,
-    cache_read_tokens and cache_write_tokens. Bad lines are reported by
-    number on stderr and skipped; the rest is sent. Exits 1 when any line
-    or event was not delivered.
+    cache_read_tokens and cache_write_tokens, in UTF-8. Bad lines are
+    reported as FILE:LINE on stderr and skipped; the rest is sent.
     """
     if template and metric_code:
         raise click.UsageError("Give --template or --metric, not both.")
@@ -105,14 +116,28 @@ def send(
     show = progress if progress is not None else sys.stderr.isatty()
     with meter:
         tally = _read_all(source, meter, timeout_s, show)
-        report = meter.close(timeout_s=timeout_s)
-    _report_bad_lines(tally)
+        deadline = time.monotonic() + timeout_s
+        if tally.stopped is None:
+            tally.stopped = _wait_for_lago(meter, deadline)
+        # Once Lago refused the key or URL, waiting cannot help; a short close
+        # still lets the senders stop and count what they drop.
+        close_s = _POLL_S if tally.stopped else max(0.0, deadline - time.monotonic())
+        report = meter.close(timeout_s=close_s)
+    _report_bad_lines(tally, _source_name(source))
     if as_json:
         echo_json(_document(tally, report))
     else:
         click.echo(_summary(tally, report))
+    if tally.stopped:
+        click.echo(f"Error: {_stopped(tally, spool_dir)}", err=True)
     delivered = report.complete and not (report.dropped or report.quarantined)
-    sys.exit(EXIT_OK if delivered and not tally.bad_lines else EXIT_ERROR)
+    ok = delivered and not tally.bad_lines
+    click.get_current_context().exit(EXIT_OK if ok else EXIT_ERROR)
+
+
+def _source_name(source: IO[bytes]) -> str:
+    name = getattr(source, "name", None)
+    return name if isinstance(name, str) else "<stdin>"
 
 
 def _open_meter(
@@ -122,7 +147,7 @@ def _open_meter(
     api_url: str | None,
     api_key: str | None,
 ) -> TokenMeter:
-    url = resolve_target(api_url)
+    url, api_key = resolve_connection(api_url, api_key)
     options = MeterOptions(linger_s=0.05)
     if template:
         return TokenMeter.from_template(
@@ -142,8 +167,9 @@ def _open_meter(
 
 
 def _read_all(
-    source: IO[str], meter: TokenMeter, timeout_s: float, show: bool
+    source: IO[bytes], meter: TokenMeter, timeout_s: float, show: bool
 ) -> _Tally:
+    """Record every good line; stop early only if Lago refuses the key or URL."""
     tally = _Tally()
     next_progress = 0.0
     for number, line in enumerate(source, start=1):
@@ -151,7 +177,9 @@ def _read_all(
         if line.strip():
             _record_line(meter, number, line, tally)
         if number % _DRAIN_EVERY == 0:
-            meter.flush(timeout_s=timeout_s)
+            tally.stopped = _wait_for_lago(meter, time.monotonic() + timeout_s)
+            if tally.stopped:
+                break
         if show and time.monotonic() >= next_progress:
             _show_progress(tally, meter)
             next_progress = time.monotonic() + _PROGRESS_EVERY_S
@@ -161,7 +189,40 @@ def _read_all(
     return tally
 
 
-def _record_line(meter: TokenMeter, number: int, line: str, tally: _Tally) -> None:
+def _wait_for_lago(meter: TokenMeter, deadline: float) -> str | None:
+    """Flush until ``deadline`` (monotonic); the reason if sending stopped.
+
+    A 401, 403 or 404 does not heal while we wait, so the wait ends as soon
+    as the meter reports one instead of running out the whole timeout.
+    """
+    while True:
+        remaining_s = deadline - time.monotonic()
+        report = meter.flush(timeout_s=max(0.0, min(_POLL_S, remaining_s)))
+        blocked = meter.stats().blocked
+        if report.complete or blocked or remaining_s <= 0:
+            return blocked
+
+
+def _stopped(tally: _Tally, spool_dir: str | None) -> str:
+    kept = (
+        f"The undelivered events stay in {spool_dir}; the next send with "
+        "--spool-dir on it delivers them."
+        if spool_dir
+        else "Run again once fixed: lines with a request_id are never billed twice."
+    )
+    reason = str(tally.stopped)
+    # The meter words it "401: <the error>"; the error names the status.
+    status, _, error = reason.partition(": ")
+    if status.isdigit() and error:
+        reason = error
+    return (
+        f"Lago refused the events, so sending stopped after line {tally.lines:,}: "
+        f"{reason} Check the API key (--api-key or {API_KEY_ENV}) and the URL "
+        f"(--api-url or {API_URL_ENV}). {kept}"
+    )
+
+
+def _record_line(meter: TokenMeter, number: int, line: bytes, tally: _Tally) -> None:
     try:
         meter.record(**_parse(line))
     except (ValueError, TypeError) as exc:
@@ -170,7 +231,14 @@ def _record_line(meter: TokenMeter, number: int, line: str, tally: _Tally) -> No
     tally.recorded_lines += 1
 
 
-def _parse(line: str) -> dict[str, Any]:
+def _parse(raw: bytes) -> dict[str, Any]:
+    try:
+        # A byte-order mark is tolerated, as editors on Windows write one.
+        line = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise ValueError(
+            f"not UTF-8 text (byte 0x{raw[exc.start]:02x} at column {exc.start + 1})."
+        ) from None
     try:
         fields = json.loads(line)
     except json.JSONDecodeError as exc:
@@ -198,11 +266,17 @@ def _iso_time(text: str) -> float | datetime:
         pass
     try:
         # Python 3.10's fromisoformat does not read a trailing "Z".
-        return datetime.fromisoformat(text.replace("Z", "+00:00"))
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
         raise ValueError(
             f"timestamp {text!r} is neither Unix seconds nor ISO 8601."
         ) from None
+    if moment.tzinfo is None:
+        raise ValueError(
+            f"timestamp {text!r} has no time zone; add Z for UTC or an offset "
+            "such as +02:00."
+        )
+    return moment
 
 
 def _show_progress(tally: _Tally, meter: TokenMeter) -> None:
@@ -215,9 +289,10 @@ def _show_progress(tally: _Tally, meter: TokenMeter) -> None:
     )
 
 
-def _report_bad_lines(tally: _Tally) -> None:
+def _report_bad_lines(tally: _Tally, source_name: str) -> None:
     for number, reason in tally.bad_lines[:_SHOWN_BAD_LINES]:
-        click.echo(f"{style('line', fg='red')} {number}: {reason}", err=True)
+        where = style(f"{source_name}:{number}:", fg="red")
+        click.echo(f"{where} {reason}", err=True)
     hidden = len(tally.bad_lines) - _SHOWN_BAD_LINES
     if hidden > 0:
         click.echo(f"... and {hidden:,} more bad lines (see --json).", err=True)
@@ -231,10 +306,10 @@ def _summary(tally: _Tally, report: FlushReport) -> str:
         f"{report.quarantined:,} rejected by Lago, {report.dropped:,} dropped, "
         f"{report.pending:,} not yet delivered."
     )
-    if report.pending:
+    if report.pending or report.dropped:
         lines += (
-            "\nRun again to send the rest: lines with a request_id are never "
-            "billed twice."
+            "\nRun again to send what was not delivered: lines with a "
+            "request_id are never billed twice."
         )
     return lines
 
@@ -254,4 +329,5 @@ def _document(tally: _Tally, report: FlushReport) -> dict[str, Any]:
             "pending": report.pending,
         },
         "complete": report.complete,
+        "stopped": tally.stopped,
     }

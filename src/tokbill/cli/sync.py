@@ -16,10 +16,13 @@ import click
 
 from tokbill._errors import BlockedError, ConfigurationError
 from tokbill.cli._common import (
+    EXIT_BLOCKED,
     EXIT_CHANGES,
-    EXIT_CODES_HELP,
+    EXIT_OK,
+    ON_ERROR,
     connection_options,
     echo_json,
+    exit_codes_help,
     json_option,
     open_client,
     style,
@@ -44,20 +47,29 @@ _TEMPLATES = click.argument(
 )
 
 
+_BLOCKED = (EXIT_BLOCKED, "a change is blocked by a safety rule; nothing was written")
+
+
 def _destroy_options(command: F) -> F:
     command = click.option(
-        "--prune", is_flag=True,
+        "--prune",
+        is_flag=True,
         help="Also delete plans and metrics that no given template declares "
         "(each blocked unless --allow-destroy). Off: they are left alone.",
     )(command)
     return click.option(
-        "--allow-destroy", is_flag=True,
+        "--allow-destroy",
+        is_flag=True,
         help="Allow deleting charges (and, with --prune, plans and metrics) and "
         "removing filter values other plans still price.",
     )(command)
 
 
-@click.command(epilog=EXIT_CODES_HELP)
+@click.command(
+    epilog=exit_codes_help(
+        (EXIT_OK, "every template is valid (warnings allowed)"), ON_ERROR
+    )
+)
 @_TEMPLATES
 def validate(templates: tuple[str, ...]) -> None:
     """Check TEMPLATES offline: schema and meaning, without reaching Lago.
@@ -69,18 +81,31 @@ def validate(templates: tuple[str, ...]) -> None:
         click.echo(_file_summary(template_set, path))
 
 
-@click.command(epilog=EXIT_CODES_HELP)
+@click.command(
+    epilog=exit_codes_help(
+        (EXIT_OK, "success; with --detailed-exitcode, no changes pending"),
+        ON_ERROR,
+        (EXIT_CHANGES, "changes pending (with --detailed-exitcode only)"),
+        _BLOCKED,
+    )
+)
 @_TEMPLATES
 @json_option
 @click.option(
-    "--detailed-exitcode", is_flag=True,
+    "--detailed-exitcode",
+    is_flag=True,
     help="Exit 2 when changes are pending and 0 when there are none.",
 )
 @_destroy_options
 @connection_options
 def plan(
-    templates: tuple[str, ...], as_json: bool, detailed_exitcode: bool,
-    allow_destroy: bool, prune: bool, api_url: str | None, api_key: str | None,
+    templates: tuple[str, ...],
+    as_json: bool,
+    detailed_exitcode: bool,
+    allow_destroy: bool,
+    prune: bool,
+    api_url: str | None,
+    api_key: str | None,
 ) -> None:
     """Show what apply would change in Lago to match TEMPLATES; writes nothing.
 
@@ -89,34 +114,59 @@ def plan(
     """
     template_set = _load(templates)
     with open_client(api_url, api_key) as client:
-        result = make_plan(template_set, read_state(client, template_set, prune=prune),
-                           allow_destroy=allow_destroy, prune=prune)
+        result = make_plan(
+            template_set,
+            read_state(client, template_set, prune=prune),
+            allow_destroy=allow_destroy,
+            prune=prune,
+        )
     _show_plan(result, as_json)
     _refuse_blocked(result)
     if detailed_exitcode and result.pending:
         click.get_current_context().exit(EXIT_CHANGES)
 
 
-@click.command(epilog=EXIT_CODES_HELP)
+@click.command(
+    epilog=exit_codes_help(
+        (EXIT_OK, "Lago matches the templates"),
+        ON_ERROR,
+        _BLOCKED,
+    )
+)
 @_TEMPLATES
 @click.option("--yes", "-y", is_flag=True, help="Apply without asking.")
 @json_option
 @_destroy_options
 @connection_options
 def apply(
-    templates: tuple[str, ...], yes: bool, as_json: bool, allow_destroy: bool,
-    prune: bool, api_url: str | None, api_key: str | None,
+    templates: tuple[str, ...],
+    yes: bool,
+    as_json: bool,
+    allow_destroy: bool,
+    prune: bool,
+    api_url: str | None,
+    api_key: str | None,
 ) -> None:
     """Make Lago match TEMPLATES, then read it back and fail if it differs.
 
     Shows the plan and asks for confirmation on a terminal unless --yes;
-    without a terminal, --yes is required. Nothing is written while any
-    change is blocked. After a failed write, run apply again: it converges.
+    without a terminal, and with --json, --yes is required. Nothing is
+    written while any change is blocked. After a failed write, run apply
+    again: it converges.
     """
+    if as_json and not yes:
+        raise click.UsageError(
+            "--json needs --yes: apply asks for no confirmation of a plan it "
+            "does not show (review it first with plan --json)."
+        )
     template_set = _load(templates)
     with open_client(api_url, api_key) as client:
-        result = make_plan(template_set, read_state(client, template_set, prune=prune),
-                           allow_destroy=allow_destroy, prune=prune)
+        result = make_plan(
+            template_set,
+            read_state(client, template_set, prune=prune),
+            allow_destroy=allow_destroy,
+            prune=prune,
+        )
         if not as_json:
             click.echo(render_plan(result, style))
         if result.blocked and as_json:
@@ -130,17 +180,34 @@ def apply(
         _finish(apply_plan(client, result), as_json)
 
 
-@click.command(epilog=EXIT_CODES_HELP)
-@click.option("--metric", "metrics", multiple=True, metavar="CODE",
-              help="Export this metric (repeatable).")
-@click.option("--plan", "plans", multiple=True, metavar="CODE",
-              help="Export this plan and the metrics it uses (repeatable).")
-@click.option("-o", "--output", type=click.Path(dir_okay=False, writable=True),
-              help="Write to this file instead of stdout.")
+@click.command(epilog=exit_codes_help((EXIT_OK, "the template was written"), ON_ERROR))
+@click.option(
+    "--metric",
+    "metrics",
+    multiple=True,
+    metavar="CODE",
+    help="Export this metric (repeatable).",
+)
+@click.option(
+    "--plan",
+    "plans",
+    multiple=True,
+    metavar="CODE",
+    help="Export this plan and the metrics it uses (repeatable).",
+)
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, writable=True),
+    help="Write to this file instead of stdout.",
+)
 @connection_options
 def export(
-    metrics: tuple[str, ...], plans: tuple[str, ...], output: str | None,
-    api_url: str | None, api_key: str | None,
+    metrics: tuple[str, ...],
+    plans: tuple[str, ...],
+    output: str | None,
+    api_url: str | None,
+    api_key: str | None,
 ) -> None:
     """Write a template from a live Lago; applying it changes nothing.
 
@@ -151,7 +218,10 @@ def export(
     if output is None:
         click.echo(text, nl=False)
         return
-    Path(output).write_text(text, encoding="utf-8")
+    try:
+        Path(output).write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise click.FileError(output, hint=exc.strerror or str(exc)) from exc
     click.echo(f"Wrote {output}.", err=True)
 
 
@@ -164,8 +234,9 @@ def _load(paths: Sequence[str]) -> TemplateSet:
 
 def _file_summary(template_set: TemplateSet, path: str) -> str:
     plans = [p for p in template_set.plans if p.source and p.source.path == path]
-    metrics = {m.code for m in template_set.metrics
-               if m.source and m.source.path == path}
+    metrics = {
+        m.code for m in template_set.metrics if m.source and m.source.path == path
+    }
     metrics |= {c.billable_metric for p in plans for c in p.charges}
     prices = sum(len(c.filters) for p in plans for c in p.charges)
     plan_codes = ", ".join(p.code for p in plans) or "none"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -13,9 +14,11 @@ import click
 
 from tokbill._errors import UsageError
 from tokbill.cli._common import (
-    EXIT_CODES_HELP,
+    EXIT_OK,
+    ON_ERROR,
     connection_options,
     echo_json,
+    exit_codes_help,
     json_option,
     open_client,
     style,
@@ -24,11 +27,17 @@ from tokbill.usage import Usage, UsageClient, UsageLine
 
 __all__ = ["usage"]
 
+logger = logging.getLogger(__name__)
+
 _DEFAULT_BUCKET = "(other)"
 """Shown for a charge's default bucket: events that match no price filter."""
 
 
-@click.command(epilog=EXIT_CODES_HELP)
+@click.command(
+    epilog=exit_codes_help(
+        (EXIT_OK, "the usage was shown (or --watch ended)"), ON_ERROR
+    )
+)
 @click.argument("customer")
 @click.option(
     "--subscription",
@@ -47,6 +56,7 @@ _DEFAULT_BUCKET = "(other)"
 @click.option(
     "--count",
     type=click.IntRange(min=1),
+    metavar="N",
     help="With --watch: stop after this many refreshes.",
 )
 @connection_options
@@ -78,7 +88,7 @@ def usage(
         plans = _plan_codes(client, customer, subscription_id)
 
         def fetch() -> list[Usage]:
-            return [client.current(customer, sub) for sub in plans]
+            return [_current(client, customer, sub) for sub in plans]
 
         if as_json:
             echo_json(_document(customer, fetch(), plans))
@@ -104,6 +114,19 @@ def _plan_codes(
     return {s.subscription_id: s.plan_code for s in subscriptions}
 
 
+def _current(client: UsageClient, customer: str, subscription_id: str) -> Usage:
+    found = client.current(customer, subscription_id)
+    logger.info(
+        "Read the current usage of subscription %s: %d line(s), %s %s%s.",
+        subscription_id,
+        len(found.lines),
+        found.amount,
+        found.currency,
+        " (stale)" if found.stale else "",
+    )
+    return found
+
+
 def _document(
     customer: str, usages: Sequence[Usage], plans: dict[str, str | None]
 ) -> dict[str, Any]:
@@ -116,7 +139,9 @@ def _document(
 
 
 def _watch(render: Callable[[], str], interval_s: float, count: int | None) -> None:
-    in_place = sys.stdout.isatty()
+    # Redrawing in place takes an escape sequence, which --no-color and
+    # NO_COLOR rule out as well; then each refresh follows the last.
+    in_place = sys.stdout.isatty() and click.get_current_context().color is not False
     refreshes = 0
     try:
         while count is None or refreshes < count:
