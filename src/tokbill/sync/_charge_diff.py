@@ -2,7 +2,8 @@
 
 A price change reads ``gpt-4 / input: 0.03 -> 0.035 per 1,000 tokens
 (+16.7%)``; the default bucket (events that match no price) is labelled
-``unmatched``.
+``unmatched``. The wording of single values (:func:`shown`,
+:func:`field_text`) is shared with the metric and plan diffs.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from decimal import ROUND_HALF_UP, Decimal
 
 from tokbill.sync._changes import FieldChange
 from tokbill.sync._live import Bucket, ChargeState, ValuesKey
+from tokbill.template._model import money_string
 
 FROZEN_CHARGE_FIELDS = ("charge_model", "billable_metric", "pay_in_advance")
 """Charge fields Lago silently keeps once the plan has a subscription."""
@@ -78,7 +80,10 @@ def charge_field_changes(
     """Every difference between two states of a charge, charge fields first."""
     changes = [
         FieldChange(
-            name, _opt(old), _opt(new), f"{name}: {_shown(old)} -> {_shown(new)}"
+            name,
+            field_text(old),
+            field_text(new),
+            f"{name}: {shown(old)} -> {shown(new)}",
         )
         for name in (*FROZEN_CHARGE_FIELDS, "invoice_display_name")
         if (old := getattr(before, name)) != (new := getattr(after, name))
@@ -140,7 +145,7 @@ def _presence(
     *,
     added: bool,
 ) -> FieldChange:
-    amount = _opt(bucket.get("amount")) or ""
+    amount = field_text(bucket.get("amount")) or ""
     return FieldChange(
         "properties" if key is None else "filter",
         None if added else amount,
@@ -200,9 +205,9 @@ def _changed_bucket(
             changes.append(
                 FieldChange(
                     f"{prefix}.{name}",
-                    _opt(a),
-                    _opt(b),
-                    f"{label}: {name} {_opt(a)} -> {_opt(b)}",
+                    field_text(a),
+                    field_text(b),
+                    f"{label}: {name} {field_text(a)} -> {field_text(b)}",
                     filter_values,
                 )
             )
@@ -239,11 +244,17 @@ def _price_text(bucket: Bucket, charge_model: str, words: UnitWords) -> str:
     return text
 
 
-def _shown(value: object) -> str:
-    return str(value).lower() if isinstance(value, bool) else repr(value)
+def shown(value: object) -> str:
+    """A value as a plan line shows it: texts and None quoted as Python does."""
+    if isinstance(value, bool | Decimal):
+        return field_text(value) or ""
+    return repr(value) if isinstance(value, str) or value is None else str(value)
 
 
-def _opt(value: object) -> str | None:
-    if isinstance(value, bool):
-        return str(value).lower()
-    return None if value is None else str(value)
+def field_text(value: object) -> str | None:
+    """A value as ``FieldChange.before``/``after`` carry it in the JSON plan."""
+    if value is None:
+        return None
+    if isinstance(value, Decimal):
+        return money_string(value)
+    return str(value).lower() if isinstance(value, bool) else str(value)
