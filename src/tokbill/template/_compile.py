@@ -62,8 +62,10 @@ class Compiler:
         """Validate the shape of one parsed file and keep its parts."""
         parts = _FileParts(where)
         if not isinstance(where.data, dict):
-            message = f"the template is {kind_of(where.data)}; expected a mapping "
-            message += "with version, billable_metrics and plans."
+            message = (
+                f"the template is {kind_of(where.data)}; expected a mapping with "
+                "version, billable_metrics and plans."
+            )
             self.report.error(where, (), message)
             return
         lists = ("billable_metrics", "plans")
@@ -122,14 +124,18 @@ class Compiler:
         if first is None:
             self.metrics[spec.code] = spec
         elif first.source is not None and first.source.path == where.file:
-            message = f'metric "{spec.code}" is already declared at {first.source}; '
-            message += "expected each metric code once per file."
+            message = (
+                f'metric "{spec.code}" is already declared at {first.source}; '
+                "expected each metric code once per file."
+            )
             self.report.error(where, (*path, "code"), message)
         elif first != spec:
             differing = ", ".join(_differences(first, spec))
-            message = f'metric "{spec.code}" is declared differently at '
-            message += f"{first.source} ({differing} differ); expected identical "
-            message += "declarations in every file."
+            message = (
+                f'metric "{spec.code}" is declared differently at {first.source} '
+                f"({differing} differ); expected identical declarations in every "
+                "file."
+            )
             self.report.error(where, path, message)
 
     def _compile_plan(self, where: SourceDocument, parts: _PlanParts) -> None:
@@ -156,8 +162,10 @@ class Compiler:
     ) -> bool:
         first = self._plan_sources.get(code)
         if first is not None:
-            message = f'plan "{code}" is already declared at {first}; expected '
-            message += "unique plan codes."
+            message = (
+                f'plan "{code}" is already declared at {first}; expected unique '
+                "plan codes."
+            )
             self.report.error(where, (*path, "code"), message)
             return False
         self._plan_sources[code] = SourceRef(where.file, where.line_of(path))
@@ -175,9 +183,11 @@ class Compiler:
                 first_use[charge.code] = charge.source
                 continue
             unique = False
-            message = f'charge code "{charge.code}" is already used at '
-            message += f"{first_use[charge.code]}; expected a distinct code (it "
-            message += "defaults to the metric code)."
+            message = (
+                f'charge code "{charge.code}" is already used at '
+                f"{first_use[charge.code]}; expected a distinct code (it defaults "
+                "to the metric code)."
+            )
             self.report.error(where, (*path, "code"), message)
         return unique
 
@@ -208,8 +218,9 @@ class Compiler:
         close = difflib.get_close_matches(code, known, n=1)
         hint = f' (did you mean "{close[0]}"?)' if close else ""
         listed = f"one of: {', '.join(known)}" if known else "a declared metric"
-        message = f'"{code}" is not a metric of the given templates{hint}; '
-        message += f"expected {listed}."
+        message = (
+            f'"{code}" is not a metric of the given templates{hint}; expected {listed}.'
+        )
         self.report.error(where, (*path, "billable_metric"), message)
 
 
@@ -218,12 +229,18 @@ def _metric_spec(
 ) -> MetricSpec | None:
     field_path = (*path, "field_name")
     if document.aggregation_type == "sum_agg" and document.field_name is None:
-        message = "is required for sum_agg; expected the event property to sum, "
-        report.error(where, field_path, message + "such as tokens.")
+        message = (
+            "is required for sum_agg; expected the event property to sum, such as "
+            "tokens."
+        )
+        report.error(where, field_path, message)
         return None
     if document.aggregation_type == "count_agg" and document.field_name is not None:
-        message = "is not used by count_agg, which counts events (Lago would drop "
-        report.error(where, field_path, message + "it); expected no field_name.")
+        message = (
+            "is not used by count_agg, which counts events (Lago would drop it); "
+            "expected no field_name."
+        )
+        report.error(where, field_path, message)
         return None
     return MetricSpec(
         code=document.code,
@@ -253,8 +270,10 @@ def _check_charge_model(
     only_package = "is only for charge_model package; expected no "
     if document.charge_model == "package":
         if document.package_size is None:
-            message = "is required for charge_model package; expected a whole "
-            message += "number > 0 of units per package, such as 1000."
+            message = (
+                "is required for charge_model package; expected a whole number > 0 "
+                "of units per package, such as 1000."
+            )
             report.error(where, (*path, "package_size"), message)
         return document.package_size is not None
     if document.package_size is not None:
@@ -280,15 +299,22 @@ def _check_price_by(
             message = f'"{key}" is repeated; expected each filter key once.'
             report.error(where, key_path, message)
         elif key not in metric.filters:
-            message = f'"{key}" is not a filter key of metric "{metric.code}"; '
-            report.error(where, key_path, message + f"expected one of: {keys}.")
+            message = (
+                f'"{key}" is not a filter key of metric "{metric.code}"; '
+                f"expected one of: {keys}."
+            )
+            report.error(where, key_path, message)
     if document.price_by and document.prices is None:
-        message = "is required with price_by; expected one mapping level per "
-        message += "price_by key, with prices at the leaves."
+        message = (
+            "is required with price_by; expected one mapping level per price_by "
+            "key, with prices at the leaves."
+        )
         report.error(where, (*path, "prices"), message)
     if not document.price_by and document.prices is not None:
-        message = "needs price_by; expected price_by to name the filter keys of "
-        message += f"its levels ({keys})."
+        message = (
+            "needs price_by; expected price_by to name the filter keys of its "
+            f"levels ({keys})."
+        )
         report.error(where, (*path, "prices"), message)
     return len(report.errors) == problems_before
 

@@ -53,8 +53,9 @@ class PriceTree:
         found: list[PriceSpec] = []
         self._level(prices, (), path, found)
         if prices == {}:
-            message = "is empty; every event bills at unmatched_amount "
-            self.report.warn(self.where, path, f"{message}({self._unmatched()}).")
+            unmatched = self._unmatched()
+            message = f"is empty; every event bills at unmatched_amount ({unmatched})."
+            self.report.warn(self.where, path, message)
         return found
 
     def _level(
@@ -132,9 +133,10 @@ class PriceTree:
         self, node: dict[str, Any], chosen: tuple[str, ...], path: FieldPath
     ) -> PriceSpec | None:
         if "amount" not in node:
-            message = "is a mapping without amount; expected a price, or a mapping "
-            message += "with amount (one level per price_by key: "
-            message += f"{', '.join(self.price_by)})."
+            message = (
+                "is a mapping without amount; expected a price, or a mapping with "
+                f"amount (one level per price_by key: {', '.join(self.price_by)})."
+            )
             self.report.error(self.where, path, message)
             return None
         leaf = validate(PriceDocument, node, self.where, path, self.report)

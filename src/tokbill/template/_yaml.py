@@ -112,14 +112,20 @@ def read_document(
     except yaml.YAMLError as exc:
         return None, [_syntax_problem(file, text, exc)]
     if root is None:
-        message = "the file is empty; expected a template mapping that starts "
-        return None, [Problem(file, 1, (), message + "with version: 1.")]
+        message = (
+            "the file is empty; expected a template mapping that starts with "
+            "version: 1."
+        )
+        return None, [Problem(file, 1, (), message)]
     builder = _Builder(file)
     try:
         data = builder.build(root)
     except _TooLarge:
-        message = f"the file expands to more than {_MAX_VALUES} values through "
-        return None, [Problem(file, 1, (), message + "aliases; expected a template.")]
+        message = (
+            f"the file expands to more than {_MAX_VALUES} values through aliases; "
+            "expected a template."
+        )
+        return None, [Problem(file, 1, (), message)]
     document = SourceDocument(file, data, builder.lines, builder.texts)
     return document, builder.problems
 
@@ -235,8 +241,10 @@ class _Builder:
             child = (*path, key)
             if key in result:
                 first = self.lines[child]
-                message = f"this key is given twice (first at line {first}); "
-                message += "expected each key once."
+                message = (
+                    f"this key is given twice (first at line {first}); expected "
+                    "each key once."
+                )
                 self._refuse(child, message, line=key_node.start_mark.line + 1)
                 continue
             self.lines[child] = key_node.start_mark.line + 1
@@ -245,8 +253,9 @@ class _Builder:
 
     def _key(self, node: Node, path: FieldPath) -> str | None:
         if isinstance(node, ScalarNode) and node.tag == _MERGE:
-            message = "YAML merge keys (<<) are not supported; expected the keys "
-            message += "written out."
+            message = (
+                "YAML merge keys (<<) are not supported; expected the keys written out."
+            )
         elif isinstance(node, ScalarNode):
             return str(node.value)
         else:
