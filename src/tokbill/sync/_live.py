@@ -89,10 +89,10 @@ def _bucket(price: PriceSpec, charge_model: ChargeModel) -> Bucket:
 
 def charge_state(spec: ChargeSpec) -> ChargeState:
     """The state a template charge asks Lago to hold."""
-    filters = {}
-    for price in spec.filters:
-        assert price.values is not None
-        filters[values_key(price.values)] = _bucket(price, spec.charge_model)
+    filters = {
+        values_key(price.filter_values()): _bucket(price, spec.charge_model)
+        for price in spec.filters
+    }
     return ChargeState(
         code=spec.code,
         billable_metric=spec.billable_metric,

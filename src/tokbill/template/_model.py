@@ -106,14 +106,28 @@ class PriceSpec:
             "free_units": self.free_units,
         }
 
-    def filter_payload(self, charge_model: ChargeModel) -> dict[str, Any]:
-        """One entry of a charge's ``filters`` list, values in canonical order."""
+    def filter_values(self) -> FilterValues:
+        """``values`` of a charge filter; ValueError for the default bucket."""
         if self.values is None:
             raise ValueError("The default bucket is not a charge filter.")
+        return self.values
+
+    def matches(self, values: Mapping[str, str]) -> bool:
+        """Whether an event with these property values falls in this filter.
+
+        The default bucket is no filter, so it matches nothing here.
+        """
+        if self.values is None:
+            return False
+        return all(values.get(k) in vals for k, vals in self.values.items())
+
+    def filter_payload(self, charge_model: ChargeModel) -> dict[str, Any]:
+        """One entry of a charge's ``filters`` list, values in canonical order."""
+        values = self.filter_values()
         return {
             "invoice_display_name": self.invoice_display_name,
             "properties": self.properties(charge_model),
-            "values": {key: list(vals) for key, vals in sorted(self.values.items())},
+            "values": {key: list(vals) for key, vals in sorted(values.items())},
         }
 
 
@@ -152,13 +166,11 @@ class ChargeSpec:
         The most specific matching filter wins, as in Lago; an event that
         matches no filter is priced by the default bucket.
         """
-        best: PriceSpec | None = None
-        for price in self.filters:
-            assert price.values is not None
-            if all(values.get(k) in vals for k, vals in price.values.items()):
-                if best is None or len(price.values) > len(best.values or {}):
-                    best = price
-        return best or self.default
+        matching = [price for price in self.filters if price.matches(values)]
+        # max() keeps the first of equals: the filter sorted first wins a tie.
+        return max(
+            matching, key=lambda price: len(price.values or {}), default=self.default
+        )
 
 
 @dataclass(frozen=True)

@@ -50,10 +50,10 @@ class Failure:
 class _Entry:
     # One immutable snapshot per key, replaced whole, so a reader without
     # the lock never sees a half-updated entry.
-    usage: Usage | None = None
-    fetched_at_s: float = -math.inf
-    attempted_at_s: float = -math.inf
-    failure: Failure | None = None
+    last_attempt: Usage | Failure
+    attempted_at_s: float
+    last_good: Usage | None
+    fetched_at_s: float
 
 
 class UsageCache:
@@ -82,15 +82,15 @@ class UsageCache:
         now = self._clock()
         if entry is None or now - entry.attempted_at_s >= self.ttl_s:
             return None
-        if entry.failure is None:
-            assert entry.usage is not None
-            return entry.usage.marked(stale=False, age_s=now - entry.fetched_at_s)
-        return self._fallback(key, entry, now)
+        outcome = entry.last_attempt
+        if isinstance(outcome, Failure):
+            return self._fallback(key, entry, outcome, now)
+        return outcome.marked(stale=False, age_s=now - entry.fetched_at_s)
 
     def store(self, key: SubscriptionKey, usage: Usage) -> Usage:
         """Record a fresh value from Lago and return it."""
         now = self._clock()
-        self._entries[key] = _Entry(usage, now, now, None)
+        self._entries[key] = _Entry(usage, now, usage, now)
         return usage
 
     def fail(self, key: SubscriptionKey, failure: Failure) -> Usage:
@@ -100,10 +100,13 @@ class UsageCache:
             UsageError: no stale value may stand in (chained from the cause).
         """
         now = self._clock()
-        previous = self._entries.get(key) or _Entry()
-        entry = _Entry(previous.usage, previous.fetched_at_s, now, failure)
+        previous = self._entries.get(key)
+        if previous is None:
+            entry = _Entry(failure, now, None, -math.inf)
+        else:
+            entry = _Entry(failure, now, previous.last_good, previous.fetched_at_s)
         self._entries[key] = entry
-        served = self._fallback(key, entry, now)
+        served = self._fallback(key, entry, failure, now)
         logger.warning(
             "%s; serving usage of subscription %r from %.1f s ago, marked stale",
             failure.cause,
@@ -112,19 +115,19 @@ class UsageCache:
         )
         return served
 
-    def _fallback(self, key: SubscriptionKey, entry: _Entry, now: float) -> Usage:
-        assert entry.failure is not None
-        cause = entry.failure.cause
+    def _fallback(
+        self, key: SubscriptionKey, entry: _Entry, failure: Failure, now: float
+    ) -> Usage:
+        """The last good value, marked stale, or the error ``failure`` means."""
+        cause = failure.cause
         customer_id, subscription_id = key
         if not is_transient(cause):
-            error = usage_error(
-                cause, customer_id, subscription_id, entry.failure.found
-            )
+            error = usage_error(cause, customer_id, subscription_id, failure.found)
             raise error from cause
         age_s = now - entry.fetched_at_s
-        if entry.usage is None or age_s > self.max_stale_s:
-            stale_age_s = age_s if entry.usage is not None else None
+        if entry.last_good is None or age_s > self.max_stale_s:
+            stale_age_s = age_s if entry.last_good is not None else None
             raise unavailable_error(
                 cause, customer_id, subscription_id, stale_age_s
             ) from cause
-        return entry.usage.marked(stale=True, age_s=age_s)
+        return entry.last_good.marked(stale=True, age_s=age_s)
