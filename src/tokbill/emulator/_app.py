@@ -182,13 +182,13 @@ class _StopSignal:
         if not self._loop.is_closed():
             self._loop.call_soon_threadsafe(self._stopping.set)
 
-    async def sleep(self, seconds: float) -> None:
-        """Wait ``seconds``, or less once the server starts stopping."""
+    async def sleep(self, delay_s: float) -> None:
+        """Wait ``delay_s`` seconds, or less once the server starts stopping."""
         try:
-            await asyncio.wait_for(self._stopping.wait(), seconds)
+            await asyncio.wait_for(self._stopping.wait(), delay_s)
         except asyncio.TimeoutError:
             return
-        logger.debug("Ended a %.2f s fault delay early: the server stops.", seconds)
+        logger.debug("Ended a %.2f s fault delay early: the server stops.", delay_s)
 
 
 class EmulatorApp:
@@ -246,12 +246,12 @@ class EmulatorApp:
             await self._delay(decision.stall_s)
         return response
 
-    async def _delay(self, seconds: float) -> None:
+    async def _delay(self, delay_s: float) -> None:
         if self._stop_signal is None:
             # Served by a server that runs no lifespan: nothing will stop early.
-            await asyncio.sleep(seconds)
+            await asyncio.sleep(delay_s)
         else:
-            await self._stop_signal.sleep(seconds)
+            await self._stop_signal.sleep(delay_s)
 
     async def _serve(self, request: Request) -> Response:
         try:

@@ -155,7 +155,8 @@ def serialize(row: Row) -> dict[str, Any]:
 def create(call: Call) -> dict[str, Any]:
     """``POST /events``: one event; a duplicate is 422 ``value_already_exist``."""
     payload = call.root("event")
-    built = _build(payload, _Timestamps(call.db.now().timestamp()), iso(call.db.now()))
+    now = call.db.now()
+    built = _build(payload, _Timestamps(now.timestamp()), iso(now))
     if isinstance(built, dict):
         raise _errors.invalid(built)
     if _stored_duplicates(call.db, [built[0]]):
@@ -178,7 +179,8 @@ def create_batch(call: Call) -> dict[str, Any]:
         raise _errors.field_error("events", "no_events")
     if len(payloads) > MAX_BATCH:
         raise _errors.field_error("events", "too_many_events")
-    timestamps, created_at = _Timestamps(call.db.now().timestamp()), iso(call.db.now())
+    now = call.db.now()
+    timestamps, created_at = _Timestamps(now.timestamp()), iso(now)
     events: list[_Built] = []
     errors: dict[str, Any] = {}
     for index, payload in enumerate(payloads):

@@ -53,8 +53,8 @@ def current_period(
 
 def _weeks(billing_time: str, anchor_day: date, day: date) -> tuple[date, date]:
     if billing_time == "anniversary":
-        elapsed = max((day - anchor_day).days, 0) // 7
-        first = anchor_day + timedelta(days=7 * elapsed)
+        elapsed_weeks = max((day - anchor_day).days, 0) // 7
+        first = anchor_day + timedelta(days=7 * elapsed_weeks)
     else:
         first = day - timedelta(days=day.weekday())
     return first, first + timedelta(days=7)
@@ -67,8 +67,8 @@ def _calendar_months(months: int, day: date) -> tuple[date, date]:
 
 
 def _anniversary_months(months: int, anchor: date, day: date) -> tuple[date, date]:
-    elapsed = (day.year - anchor.year) * 12 + day.month - anchor.month
-    count = max(elapsed // months, 0)
+    elapsed_months = (day.year - anchor.year) * 12 + day.month - anchor.month
+    count = max(elapsed_months // months, 0)
     first = add_months(anchor, count * months, anchor.day)
     if first > day and count > 0:
         count -= 1

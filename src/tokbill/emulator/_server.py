@@ -120,6 +120,7 @@ class EmulatorServer:
         return self
 
     def _wait_until_started(self) -> None:
+        # uvicorn only sets a flag once it serves, so poll it, briefly.
         deadline = time.monotonic() + _START_TIMEOUT_S
         while self._server is not None and not self._server.started:
             if self._thread is None or not self._thread.is_alive():

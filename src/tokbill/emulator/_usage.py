@@ -24,15 +24,7 @@ from tokbill.emulator._subscriptions import period_of, refresh_statuses
 def current(call: Call) -> dict[str, Any]:
     """Usage of the subscription's current period, one entry per charge."""
     db = call.db
-    customer = _customers.require(db, call.params[0])
-    refresh_statuses(db)
-    subscription = db.one(
-        "SELECT * FROM subscriptions WHERE external_id = ? AND customer_id = ?"
-        " AND status = 'active' ORDER BY seq DESC LIMIT 1",
-        (call.query.get("external_subscription_id") or "", customer["id"]),
-    )
-    if subscription is None:
-        raise _errors.not_allowed("no_active_subscription")
+    subscription = _active_subscription(call)
     plan = require_found(db.by_id("plans", subscription["plan_id"]), "plan")
     period = period_of(db, subscription, plan)
     events = _events.window(db, subscription["external_id"], period.start, period.end)
@@ -55,6 +47,21 @@ def current(call: Call) -> dict[str, Any]:
         "charges_usage": usages,
     }
     return {"customer_usage": body}
+
+
+def _active_subscription(call: Call) -> Row:
+    """The customer's active subscription asked for, or Lago's 404 or 405."""
+    db = call.db
+    customer = _customers.require(db, call.params[0])
+    refresh_statuses(db)
+    subscription = db.one(
+        "SELECT * FROM subscriptions WHERE external_id = ? AND customer_id = ?"
+        " AND status = 'active' ORDER BY seq DESC LIMIT 1",
+        (call.query.get("external_subscription_id") or "", customer["id"]),
+    )
+    if subscription is None:
+        raise _errors.not_allowed("no_active_subscription")
+    return subscription
 
 
 def _selected_charges(call: Call, db: Database, plan_id: str) -> list[tuple[Row, Row]]:
@@ -87,20 +94,7 @@ def _charge_usage(
     currency: str,
 ) -> dict[str, Any]:
     stored = _filters.load(db, charge["id"])
-    declared = _filters.metric_filters(metric)
-    filters = [
-        Bucket(
-            properties=row["properties"],
-            matcher=_pricing.filter_matcher(row["values"], declared),
-            rank=(-len(row["values"]), row["seq"]),
-        )
-        for row in stored
-    ]
-    default = Bucket(properties=loads(charge["properties"]))
-    own_events = [event for event in events if event["code"] == metric["code"]]
-    _pricing.assign(own_events, filters, default)
-    priced = [_price(bucket, metric, charge, currency) for bucket in filters]
-    priced.append(_price(default, metric, charge, currency))
+    priced = _priced_buckets(stored, charge, metric, events, currency)
     units = sum((bucket.units for bucket in priced), Decimal(0))
     entries = [
         _filter_entry(bucket, row)
@@ -129,6 +123,25 @@ def _charge_usage(
         "grouped_usage": [],
         "presentation_breakdowns": [],
     }
+
+
+def _priced_buckets(
+    stored: list[Row], charge: Row, metric: Row, events: list[Row], currency: str
+) -> list[_Priced]:
+    """One priced bucket per stored filter, in that order, then the default."""
+    declared = _filters.metric_filters(metric)
+    filters = [
+        Bucket(
+            properties=row["properties"],
+            matcher=_pricing.filter_matcher(row["values"], declared),
+            rank=(-len(row["values"]), row["seq"]),
+        )
+        for row in stored
+    ]
+    default = Bucket(properties=loads(charge["properties"]))
+    own_events = [event for event in events if event["code"] == metric["code"]]
+    _pricing.assign(own_events, filters, default)
+    return [_price(bucket, metric, charge, currency) for bucket in (*filters, default)]
 
 
 @dataclass(frozen=True)
