@@ -132,3 +132,76 @@ def test_progress_goes_to_stderr(lago: EmulatorServer) -> None:
     assert result.exit_code == 0
     assert "5 lines read" in result.stderr
     assert "lines read" not in result.stdout
+
+
+def test_a_line_that_is_not_utf8_is_skipped_and_the_rest_sent(
+    lago: EmulatorServer, tmp_path: Path
+) -> None:
+    usage = tmp_path / "usage.jsonl"
+    latin1 = line(2).replace("sub_cli", "sub_caf\u00e9").encode("latin-1")
+    usage.write_bytes(b"\n".join([line(1).encode(), latin1, line(3).encode()]))
+
+    result = run(lago, str(usage))
+
+    column = latin1.index(b"\xe9") + 1
+    assert result.exit_code == 1
+    assert result.stderr == (
+        f"{usage}:2: not UTF-8 text (byte 0xe9 at column {column}).\n"
+    )
+    assert "Read 3 lines: 2 recorded, 1 skipped as bad." in result.stdout
+    assert len(lago.store.events("sub_cli")) == 4
+
+
+def test_a_timestamp_without_a_zone_is_a_bad_line_on_stdin(
+    lago: EmulatorServer,
+) -> None:
+    stdin = "\n".join([line(1), line(2, timestamp="2026-08-01T00:00:00")])
+
+    result = run(lago, "-", stdin=stdin)
+
+    assert result.exit_code == 1
+    assert result.stderr == (
+        "<stdin>:2: timestamp '2026-08-01T00:00:00' has no time zone; add Z for "
+        "UTC or an offset such as +02:00.\n"
+    )
+    assert len(lago.store.events("sub_cli")) == 2
+
+
+def test_a_refused_key_stops_the_wait_and_says_which_setting_to_fix() -> None:
+    with running_emulator(api_key="the-right-key") as lago:
+        result = run(lago, "-", "--json", "--timeout", "20", stdin=line(1))
+
+        assert lago.store.events("sub_cli") == []
+
+    assert result.exit_code == 1
+    document = json.loads(result.stdout)
+    assert document["stopped"].startswith("401: ")
+    assert document["events"]["acked"] == 0
+    assert document["events"]["dropped"] == 2
+    error = result.stderr.splitlines()[-1]
+    assert error.startswith(
+        "Error: Lago refused the events, so sending stopped after line 1: "
+        "POST /api/v1/events/batch returned 401 Unauthorized."
+    )
+    assert "--api-key or LAGO_API_KEY" in error
+    assert "test-key" not in result.stderr
+
+
+def test_the_embedded_emulator_takes_events_without_a_key(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+
+    result = CliRunner().invoke(main, ["send", "-", "--json"], input=line(1))
+
+    assert result.exit_code == 0, result.stderr
+    assert result.stderr.startswith("Using the embedded Lago emulator at ")
+    assert json.loads(result.stdout)["events"]["acked"] == 2
+
+
+def test_help_lists_send_exit_codes() -> None:
+    result = CliRunner().invoke(main, ["send", "--help"])
+
+    codes = result.stdout.split("Exit codes:\n")[1].splitlines()
+    assert [code.split()[0] for code in codes] == ["0", "1"]
+    assert "undelivered event" in codes[1]

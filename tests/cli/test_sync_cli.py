@@ -13,7 +13,6 @@ from click.testing import CliRunner, Result
 
 from tests.sync.e2e import (
     ENTERPRISE,
-    GPT4,
     MODEL_REMOVED,
     PRICE_RAISED,
     SECOND_CHARGE,
@@ -22,6 +21,7 @@ from tests.sync.e2e import (
     write,
     writes,
 )
+from tests.template.texts import GPT4
 from tokbill.cli import main
 from tokbill.emulator import EmulatorServer
 from tokbill.lago import LagoClient
@@ -360,3 +360,33 @@ def test_the_quickstart_works_on_the_embedded_emulator_without_a_key(
     assert "Using the embedded Lago emulator" in first.stderr
     assert (tmp_path / ".tokbill" / "lago.sqlite3").exists()
     assert again.exit_code == 0, again.stderr
+
+
+def test_export_to_an_unwritable_path_is_one_error_line(
+    run: Callable[..., Result], tmp_path: Path
+) -> None:
+    target = tmp_path / "no-such-dir" / "out.yaml"
+
+    result = run("export", "-o", target)
+
+    assert result.exit_code == 1
+    assert result.stdout == ""
+    assert result.stderr == (
+        f"Error: Could not open file {str(target)!r}: No such file or directory\n"
+    )
+
+
+def test_apply_json_needs_yes_as_it_shows_no_plan_to_confirm(
+    lago_emulator: EmulatorServer,
+    run: Callable[..., Result],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr("tokbill.cli.sync._stdin_is_tty", lambda: True)
+
+    result = run("apply", write(tmp_path, "gpt4.yaml", GPT4), "--json", input="y\n")
+
+    assert result.exit_code == 1
+    assert result.stdout == ""
+    assert "--json needs --yes" in result.stderr
+    assert len(lago_emulator.requests) == 0

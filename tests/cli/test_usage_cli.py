@@ -3,6 +3,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 
+import click
 import httpx
 import pytest
 from click.testing import CliRunner, Result
@@ -196,3 +197,51 @@ def test_option_mistakes_are_usage_errors(
     assert result.exit_code == 1
     assert message in result.stderr
     assert result.stdout == ""
+
+
+class _Terminal:
+    """Stands in for ``sys`` in the usage module: stdout claims to be a tty."""
+
+    class stdout:  # noqa: N801 - mirrors the attribute it replaces
+        @staticmethod
+        def isatty() -> bool:
+            return True
+
+
+@pytest.mark.parametrize(
+    ("flags", "in_place"), [([], True), (["--no-color"], False)], ids=str
+)
+def test_watch_redraws_in_place_on_a_terminal_unless_colour_is_off(
+    lago: EmulatorServer,
+    monkeypatch: pytest.MonkeyPatch,
+    flags: list[str],
+    in_place: bool,
+) -> None:
+    monkeypatch.setattr("tokbill.cli.usage.sys", _Terminal)
+    options = ["--api-url", lago.api_url, "--api-key", KEY]
+    args = [*flags, "usage", *options, "cus_1", "--subscription", "sub_b"]
+
+    result = CliRunner().invoke(
+        main, [*args, "--watch", "0.001", "--count", "2"], color=True
+    )
+
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout.count("\x1b[2J") == (2 if in_place else 0)
+    assert ("\x1b[" in result.stdout) is in_place
+    assert result.stdout.count("total ") == 2
+    # Not in place, a blank line parts one refresh from the next.
+    assert ("\n\nEvery 0.001s" in click.unstyle(result.stdout)) is not in_place
+
+
+def test_verbose_logs_one_line_per_subscription_read(lago: EmulatorServer) -> None:
+    options = ["--api-url", lago.api_url, "--api-key", KEY]
+
+    result = CliRunner().invoke(main, ["-v", "usage", *options, "cus_1", "--json"])
+
+    assert result.exit_code == 0, result.stderr
+    assert sorted(result.stderr.splitlines()) == [
+        "INFO tokbill.cli.usage: Read the current usage of subscription "
+        f"{sub}: 5 line(s), {amount} USD."
+        for sub, amount in [("sub_a", "0.15"), ("sub_b", "0.60")]
+    ]
+    assert len(json.loads(result.stdout)["subscriptions"]) == 2

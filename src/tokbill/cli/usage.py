@@ -29,6 +29,8 @@ __all__ = ["usage"]
 
 logger = logging.getLogger(__name__)
 
+_CLEAR_SCREEN = "\033[2J\033[1;1H"
+"""Clear the terminal and move the cursor home (what click.clear sends)."""
 _DEFAULT_BUCKET = "(other)"
 """Shown for a charge's default bucket: events that match no price filter."""
 
@@ -147,7 +149,7 @@ def _watch(render: Callable[[], str], interval_s: float, count: int | None) -> N
         while count is None or refreshes < count:
             text = render()
             if in_place:
-                click.clear()
+                click.echo(_CLEAR_SCREEN, nl=False)
             elif refreshes:
                 click.echo()
             stamp = datetime.now().strftime("%H:%M:%S")
