@@ -151,7 +151,7 @@ def _presence(
         None if added else amount,
         amount if added else None,
         f"{label}: {_price_text(bucket, charge_model, words)}",
-        None if key is None else dict(key),
+        _filter(key),
     )
 
 
@@ -169,15 +169,12 @@ def _bucket_changes(
         return [_presence(label, key, after, models[1], words, added=True)]
     if before is None or after is None:
         return []
-    prefix = "properties" if key is None else "filters.properties"
-    filter_values = None if key is None else dict(key)
-    return _changed_bucket(label, prefix, filter_values, before, after, models, words)
+    return _changed_bucket(label, key, before, after, models, words)
 
 
 def _changed_bucket(
     label: str,
-    prefix: str,
-    filter_values: dict[str, tuple[str, ...]] | None,
+    key: ValuesKey | None,
     before: Bucket,
     after: Bucket,
     models: tuple[str, str],
@@ -185,32 +182,18 @@ def _changed_bucket(
 ) -> list[FieldChange]:
     changes = []
     old, new = before.get("amount"), after.get("amount")
-    unit_old = per_unit(models[0], before, words)
-    unit_new = per_unit(models[1], after, words)
-    shown = {"amount", "package_size"}
-    if old is not None and new is not None and (old, unit_old) != (new, unit_new):
-        text = _amount_text(label, str(old), str(new), unit_old, unit_new)
-        changes.append(
-            FieldChange(f"{prefix}.amount", str(old), str(new), text, filter_values)
-        )
-    elif old is None or new is None:
-        shown = set()
-    props_old, props_new = dict(before.properties), dict(after.properties)
-    if models[0] != models[1]:
-        # Lago keeps only the new model's properties; the model line says why.
-        props_old = {k: v for k, v in props_old.items() if k in props_new}
-    for name in sorted((set(props_old) | set(props_new)) - shown):
-        a, b = props_old.get(name), props_new.get(name)
-        if a != b:
-            changes.append(
-                FieldChange(
-                    f"{prefix}.{name}",
-                    field_text(a),
-                    field_text(b),
-                    f"{label}: {name} {field_text(a)} -> {field_text(b)}",
-                    filter_values,
-                )
-            )
+    # With an amount on both sides, its line also tells a package size change
+    # ("per 1,000 tokens"); otherwise every property gets its own line.
+    covered: set[str] = set()
+    if old is not None and new is not None:
+        covered = {"amount", "package_size"}
+        unit_old = per_unit(models[0], before, words)
+        unit_new = per_unit(models[1], after, words)
+        if (old, unit_old) != (new, unit_new):
+            text = _amount_text(label, str(old), str(new), unit_old, unit_new)
+            field = f"{_prefix(key)}.amount"
+            changes.append(FieldChange(field, str(old), str(new), text, _filter(key)))
+    changes += _property_changes(label, key, before, after, models, covered)
     if before.invoice_display_name != after.invoice_display_name:
         a, b = before.invoice_display_name, after.invoice_display_name
         changes.append(
@@ -219,10 +202,43 @@ def _changed_bucket(
                 a,
                 b,
                 f"{label}: invoice_display_name {a!r} -> {b!r}",
-                filter_values,
+                _filter(key),
             )
         )
     return changes
+
+
+def _property_changes(
+    label: str,
+    key: ValuesKey | None,
+    before: Bucket,
+    after: Bucket,
+    models: tuple[str, str],
+    covered: set[str],
+) -> list[FieldChange]:
+    props_old, props_new = dict(before.properties), dict(after.properties)
+    if models[0] != models[1]:
+        # Lago keeps only the new model's properties; the model line says why.
+        props_old = {k: v for k, v in props_old.items() if k in props_new}
+    return [
+        FieldChange(
+            f"{_prefix(key)}.{name}",
+            field_text(a),
+            field_text(b),
+            f"{label}: {name} {field_text(a)} -> {field_text(b)}",
+            _filter(key),
+        )
+        for name in sorted((set(props_old) | set(props_new)) - covered)
+        if (a := props_old.get(name)) != (b := props_new.get(name))
+    ]
+
+
+def _prefix(key: ValuesKey | None) -> str:
+    return "properties" if key is None else "filters.properties"
+
+
+def _filter(key: ValuesKey | None) -> dict[str, tuple[str, ...]] | None:
+    return None if key is None else dict(key)
 
 
 def _amount_text(label: str, old: str, new: str, unit_old: str, unit_new: str) -> str:

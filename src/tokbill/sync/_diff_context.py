@@ -1,4 +1,4 @@
-"""What the metric and plan diffs share: the state compared, and field wording."""
+"""What the metric and plan diffs share: the state compared, and field lines."""
 
 from __future__ import annotations
 

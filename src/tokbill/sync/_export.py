@@ -37,7 +37,7 @@ class _FlowList(list[Any]):
 
 
 class _Dumper(yaml.SafeDumper):
-    pass
+    """SafeDumper plus one-line ``_Flow``/``_FlowList`` and exact Decimals."""
 
 
 def _represent_decimal(dumper: yaml.SafeDumper, value: Decimal) -> yaml.Node:
