@@ -108,7 +108,7 @@ class UsageCache:
         self._entries[key] = entry
         served = self._fallback(key, entry, failure, now)
         logger.warning(
-            "%s; serving usage of subscription %r from %.1f s ago, marked stale",
+            "%s Serving the usage of subscription %r from %.1f s ago, marked stale.",
             failure.cause,
             key[1],
             served.age_s,

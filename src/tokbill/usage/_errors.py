@@ -33,7 +33,10 @@ __all__ = [
     "UsageUnavailableError",
     "customer_not_found",
     "is_transient",
+    "needs_lookup",
     "not_active_error",
+    "unavailable_error",
+    "usage_error",
 ]
 
 
