@@ -10,7 +10,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
@@ -37,6 +37,9 @@ from tokbill.sync import (
     render_plan,
 )
 from tokbill.template import TemplateSet, load_templates
+
+if TYPE_CHECKING:
+    from tokbill.lago import LagoClient
 
 __all__ = ["apply", "export", "plan", "validate"]
 
@@ -114,12 +117,7 @@ def plan(
     """
     template_set = _load(templates)
     with open_client(api_url, api_key) as client:
-        result = make_plan(
-            template_set,
-            read_state(client, template_set, prune=prune),
-            allow_destroy=allow_destroy,
-            prune=prune,
-        )
+        result = _plan(client, template_set, allow_destroy, prune)
     _show_plan(result, as_json)
     _refuse_blocked(result)
     if detailed_exitcode and result.pending:
@@ -161,12 +159,7 @@ def apply(
         )
     template_set = _load(templates)
     with open_client(api_url, api_key) as client:
-        result = make_plan(
-            template_set,
-            read_state(client, template_set, prune=prune),
-            allow_destroy=allow_destroy,
-            prune=prune,
-        )
+        result = _plan(client, template_set, allow_destroy, prune)
         if not as_json:
             click.echo(render_plan(result, style))
         if result.blocked and as_json:
@@ -230,6 +223,14 @@ def _load(paths: Sequence[str]) -> TemplateSet:
     for warning in template_set.warnings:
         click.echo(style(f"Warning: {warning}", fg="yellow"), err=True)
     return template_set
+
+
+def _plan(
+    client: LagoClient, template_set: TemplateSet, allow_destroy: bool, prune: bool
+) -> Plan:
+    """Read what the templates touch in Lago and compare; writes nothing."""
+    live = read_state(client, template_set, prune=prune)
+    return make_plan(template_set, live, allow_destroy=allow_destroy, prune=prune)
 
 
 def _file_summary(template_set: TemplateSet, path: str) -> str:
