@@ -272,7 +272,7 @@ class EmulatorApp:
         except Exception:
             # Any other failure is an emulator bug; answer like Rails would.
             logger.exception(
-                "The emulator failed on %s %s", request.method, request.url.path
+                "The emulator failed on %s %s.", request.method, request.url.path
             )
             return json_response(500, _errors.status_body(500))
         return json_response(200, result)

@@ -24,17 +24,6 @@ from tokbill.emulator._common import (
 )
 from tokbill.emulator._store import Database, Row, iso, new_id
 
-LAGO_AGGREGATIONS = frozenset(
-    {
-        "count_agg",
-        "sum_agg",
-        "max_agg",
-        "unique_count_agg",
-        "weighted_sum_agg",
-        "latest_agg",
-        "custom_agg",
-    }
-)
 EMULATED_AGGREGATIONS = frozenset(
     {"count_agg", "sum_agg", "max_agg", "unique_count_agg", "latest_agg"}
 )

@@ -17,18 +17,6 @@ from typing import Any
 
 from tokbill.emulator._common import is_json_int
 
-LAGO_CHARGE_MODELS = frozenset(
-    {
-        "standard",
-        "graduated",
-        "package",
-        "percentage",
-        "volume",
-        "graduated_percentage",
-        "custom",
-        "dynamic",
-    }
-)
 SUPPORTED_CHARGE_MODELS = frozenset({"standard", "package"})
 
 _MODEL_KEYS = {

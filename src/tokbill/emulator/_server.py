@@ -115,7 +115,7 @@ class EmulatorServer:
         self._thread.start()
         self._wait_until_started()
         logger.info(
-            "Lago emulator listening on %s (state in %s)", self.url, self._db.path
+            "Lago emulator listening on %s (state in %s).", self.url, self._db.path
         )
         return self
 

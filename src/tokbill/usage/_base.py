@@ -105,7 +105,7 @@ class UsageClientBase:
                 f"read: {exc}"
             ) from exc
         logger.debug(
-            "Fetched current usage of subscription %r: %s %s",
+            "Fetched current usage of subscription %r: %s %s.",
             key[1],
             usage.total_amount,
             usage.currency,
