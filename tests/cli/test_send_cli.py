@@ -160,6 +160,7 @@ def test_a_timestamp_without_a_zone_is_a_bad_line_on_stdin(
     result = run(lago, "-", stdin=stdin)
 
     assert result.exit_code == 1
+    assert result.stdout.startswith("Read 2 lines: 1 recorded, 1 skipped as bad.\n")
     assert result.stderr == (
         "<stdin>:2: timestamp '2026-08-01T00:00:00' has no time zone; add Z for "
         "UTC or an offset such as +02:00.\n"
@@ -192,11 +193,12 @@ def test_the_embedded_emulator_takes_events_without_a_key(
 ) -> None:
     monkeypatch.chdir(tmp_path)
 
-    result = CliRunner().invoke(main, ["send", "-", "--json"], input=line(1))
+    result = CliRunner().invoke(main, ["send", "-"], input=line(1))
 
     assert result.exit_code == 0, result.stderr
+    assert result.stdout.startswith("Read 1 line: 1 recorded, 0 skipped as bad.\n")
     assert result.stderr.startswith("Using the embedded Lago emulator at ")
-    assert json.loads(result.stdout)["events"]["acked"] == 2
+    assert "Events: 2 recorded, 2 delivered," in result.stdout
 
 
 def test_help_lists_send_exit_codes() -> None:

@@ -300,7 +300,8 @@ def _report_bad_lines(tally: _Tally, source_name: str) -> None:
 
 def _summary(tally: _Tally, report: FlushReport) -> str:
     lines = (
-        f"Read {tally.lines:,} lines: {tally.recorded_lines:,} recorded, "
+        f"Read {tally.lines:,} line{'' if tally.lines == 1 else 's'}: "
+        f"{tally.recorded_lines:,} recorded, "
         f"{len(tally.bad_lines):,} skipped as bad.\n"
         f"Events: {report.recorded:,} recorded, {report.acked:,} delivered, "
         f"{report.quarantined:,} rejected by Lago, {report.dropped:,} dropped, "
