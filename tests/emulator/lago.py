@@ -30,6 +30,12 @@ def ok(response: httpx.Response) -> dict[str, Any]:
     return body
 
 
+def ok_item(response: httpx.Response, root: str) -> dict[str, Any]:
+    """The object under ``root`` of a 200 body; fails the test otherwise."""
+    item: dict[str, Any] = ok(response)[root]
+    return item
+
+
 def package(amount: str, package_size: int, free_units: int = 0) -> dict[str, Any]:
     return {"amount": amount, "package_size": package_size, "free_units": free_units}
 
@@ -48,8 +54,8 @@ def create_metric(
         "filters": TOKEN_FILTERS if filters is None else filters,
         **fields,
     }
-    body = ok(api.post("/billable_metrics", json={"billable_metric": payload}))
-    return body["billable_metric"]  # type: ignore[no-any-return]
+    response = api.post("/billable_metrics", json={"billable_metric": payload})
+    return ok_item(response, "billable_metric")
 
 
 def update_metric(
@@ -57,8 +63,8 @@ def update_metric(
 ) -> dict[str, Any]:
     """``PUT /billable_metrics/{current_code}`` with ``fields``; the new metric."""
     payload = {"billable_metric": fields}
-    body = ok(api.put(f"/billable_metrics/{current_code}", json=payload))
-    return body["billable_metric"]  # type: ignore[no-any-return]
+    response = api.put(f"/billable_metrics/{current_code}", json=payload)
+    return ok_item(response, "billable_metric")
 
 
 def create_plan(
@@ -74,7 +80,7 @@ def create_plan(
         "charges": charges,
         **fields,
     }
-    return ok(api.post("/plans", json={"plan": payload}))["plan"]  # type: ignore[no-any-return]
+    return ok_item(api.post("/plans", json={"plan": payload}), "plan")
 
 
 def charge(
@@ -110,8 +116,8 @@ def subscribe(
         "external_id": external_id,
         **fields,
     }
-    body = ok(api.post("/subscriptions", json={"subscription": payload}))
-    return body["subscription"]  # type: ignore[no-any-return]
+    response = api.post("/subscriptions", json={"subscription": payload})
+    return ok_item(response, "subscription")
 
 
 def event(
@@ -144,7 +150,7 @@ def usage(
         f"/customers/{customer}/current_usage",
         params={"external_subscription_id": subscription},
     )
-    return ok(response)["customer_usage"]  # type: ignore[no-any-return]
+    return ok_item(response, "customer_usage")
 
 
 def buckets(charge_usage: dict[str, Any]) -> dict[str, tuple[str, int, int]]:

@@ -12,6 +12,7 @@ from tests.emulator.lago import (
     create_metric,
     create_plan,
     ok,
+    ok_item,
     package,
     price,
     subscribe,
@@ -19,7 +20,7 @@ from tests.emulator.lago import (
 
 
 def _put_plan(api: httpx.Client, **fields: Any) -> dict[str, Any]:
-    return ok(api.put("/plans/pro", json={"plan": fields}))["plan"]  # type: ignore[no-any-return]
+    return ok_item(api.put("/plans/pro", json={"plan": fields}), "plan")
 
 
 def _details(response: httpx.Response) -> Any:

@@ -226,7 +226,7 @@ class EmulatorApp:
             self._stop_signal.set()
 
     @contextlib.asynccontextmanager
-    async def _lifespan(self, app: Starlette) -> AsyncIterator[None]:  # noqa: ARG002 - Starlette API
+    async def _lifespan(self, _app: Starlette) -> AsyncIterator[None]:
         self._stop_signal = _StopSignal()
         yield
 
@@ -312,7 +312,7 @@ class EmulatorApp:
                 return json_response(422, {"status": 422, "error": str(error)})
         return json_response(200, {"faults": self.faults.settings.to_dict()})
 
-    async def reset(self, request: Request) -> Response:  # noqa: ARG002 - Starlette API
+    async def reset(self, _request: Request) -> Response:
         """``POST /_emulator/reset``: empty the store, clear faults and the log."""
         self.db.clear()
         self.faults.reset()
