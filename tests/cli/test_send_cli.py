@@ -171,6 +171,7 @@ def test_a_timestamp_without_a_zone_is_a_bad_line_on_stdin(
 def test_a_refused_key_stops_the_wait_and_says_which_setting_to_fix() -> None:
     with running_emulator(api_key="the-right-key") as lago:
         result = run(lago, "-", "--json", "--timeout", "20", stdin=line(1))
+        text = run(lago, "-", "--timeout", "20", stdin=line(1))
 
         assert lago.store.events("sub_cli") == []
 
@@ -179,6 +180,7 @@ def test_a_refused_key_stops_the_wait_and_says_which_setting_to_fix() -> None:
     assert document["stopped"].startswith("401: ")
     assert document["events"]["acked"] == 0
     assert document["events"]["dropped"] == 2
+    assert "Run again" not in text.stdout and "Run again" in text.stderr
     error = result.stderr.splitlines()[-1]
     assert error.startswith(
         "Error: Lago refused the events, so sending stopped after line 1: "

@@ -307,7 +307,8 @@ def _summary(tally: _Tally, report: FlushReport) -> str:
         f"{report.quarantined:,} rejected by Lago, {report.dropped:,} dropped, "
         f"{report.pending:,} not yet delivered."
     )
-    if report.pending or report.dropped:
+    # When Lago refused the key, the error that follows says how to rerun.
+    if (report.pending or report.dropped) and not tally.stopped:
         lines += (
             "\nRun again to send what was not delivered: lines with a "
             "request_id are never billed twice."
