@@ -61,7 +61,7 @@ def _wait_s(state: RetryCallState) -> float:
 def _log_retry(state: RetryCallState) -> None:
     exc = state.outcome.exception() if state.outcome else None
     delay_s = state.next_action.sleep if state.next_action else 0.0
-    logger.warning("%s; retrying in %.2fs", exc, delay_s)
+    logger.warning("%s Retrying in %.2f s.", exc, delay_s)
 
 
 def retry_options(
