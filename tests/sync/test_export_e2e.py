@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.sync.e2e import GPT4, SECOND_CHARGE, sync, write, writes
+from tests.sync.e2e import SECOND_CHARGE, sync, write, writes
+from tests.template.texts import GPT4
 from tokbill.emulator import EmulatorServer
 from tokbill.lago import LagoClient
 from tokbill.sync import ExportError, export_state
