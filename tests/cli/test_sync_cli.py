@@ -14,6 +14,7 @@ from click.testing import CliRunner, Result
 from tests.sync.e2e import (
     ENTERPRISE,
     MODEL_REMOVED,
+    NARROW_TEAM,
     PRICE_RAISED,
     SECOND_CHARGE,
     subscribe,
@@ -181,6 +182,13 @@ def _value_priced_elsewhere(client: LagoClient, tmp_path: Path) -> list[str | Pa
     return [write(tmp_path, "gpt4.yaml", MODEL_REMOVED)]
 
 
+def _value_only_an_outside_plan_prices(
+    client: LagoClient, tmp_path: Path
+) -> list[str | Path]:
+    sync(client, write(tmp_path, "gpt4.yaml", GPT4))
+    return [write(tmp_path, "team.yaml", NARROW_TEAM)]
+
+
 def _interval_of_a_subscribed_plan(
     client: LagoClient, tmp_path: Path
 ) -> list[str | Path]:
@@ -232,6 +240,10 @@ def _metric_pruned(client: LagoClient, tmp_path: Path) -> list[str | Path]:
 BLOCKED_CASES = {
     "charge-deleted": (_charge_dropped, "Charge llm_tokens_batch"),
     "value-priced-elsewhere": (_value_priced_elsewhere, "plan enterprise"),
+    "value-priced-only-outside": (
+        _value_only_an_outside_plan_prices,
+        "in plan gpt4, which these templates do not manage",
+    ),
     "plan-interval-frozen": (_interval_of_a_subscribed_plan, "gpt4_v2"),
     "charge-model-frozen": (_model_of_a_subscribed_charge, "charge_model"),
     "metric-field-frozen": (_field_of_a_used_metric, "used by gpt4"),
@@ -274,6 +286,13 @@ def test_every_blocked_case_exits_3_and_writes_nothing(
             "value-priced-elsewhere",
             [
                 ("PUT", "/api/v1/plans/gpt4/charges/llm_tokens"),
+                ("PUT", "/api/v1/billable_metrics/llm_tokens"),
+            ],
+        ),
+        (
+            "value-priced-only-outside",
+            [
+                ("POST", "/api/v1/plans"),
                 ("PUT", "/api/v1/billable_metrics/llm_tokens"),
             ],
         ),

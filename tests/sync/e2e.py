@@ -38,6 +38,11 @@ SECOND_CHARGE = (
 ENTERPRISE = GPT4.replace("code: gpt4", "code: enterprise").replace(
     "name: GPT-4", "name: Enterprise"
 )
+# A plan that never priced gpt-4-32k and declares the metric without it, so
+# applying it alone would take that value from plan gpt4, which prices it.
+NARROW_TEAM = MODEL_REMOVED.replace("code: gpt4", "code: team").replace(
+    "name: GPT-4", "name: Team"
+)
 
 METRIC_PATH = "/api/v1/billable_metrics/llm_tokens"
 CHARGE_PATH = "/api/v1/plans/gpt4/charges/llm_tokens"

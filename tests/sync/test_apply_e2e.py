@@ -9,16 +9,17 @@ import pytest
 
 from tests.sync.e2e import (
     CHARGE_PATH,
-    GPT4,
     METRIC_PATH,
     MODEL_ADDED,
     MODEL_REMOVED,
+    NARROW_TEAM,
     PRICE_RAISED,
     planned,
     sync,
     write,
     writes,
 )
+from tests.template.texts import GPT4
 from tokbill import DriftError
 from tokbill.emulator import EmulatorServer
 from tokbill.lago import LagoClient
@@ -33,6 +34,17 @@ def prices(client: LagoClient, plan: str = "gpt4") -> dict[tuple[str, ...], str]
         (f["values"]["model"][0], f["values"]["type"][0]): f["properties"]["amount"]
         for f in charge["filters"]
     }
+
+
+def amounts_by_filter(client: LagoClient) -> dict[str, str]:
+    """Each filter's amount in plan gpt4, keyed like ``model=gpt-4 type=input``."""
+    charge = client.get("/plans/gpt4/charges/llm_tokens")["charge"]
+    amounts = {}
+    for entry in charge["filters"]:
+        values = sorted(entry["values"].items())
+        label = " ".join(f"{key}={','.join(items)}" for key, items in values)
+        amounts[label] = entry["properties"]["amount"]
+    return amounts
 
 
 def filter_ids(client: LagoClient) -> dict[tuple[str, ...], str]:
@@ -100,6 +112,29 @@ def test_removing_a_model_unprices_it_before_the_metric_loses_it(
     metric = client.get("/billable_metrics/llm_tokens")["billable_metric"]
     assert {f["key"]: f["values"] for f in metric["filters"]}["model"] == ["gpt-4"]
     assert set(prices(client)) == {("gpt-4", "input"), ("gpt-4", "output")}
+
+
+def test_a_value_a_plan_outside_prices_goes_only_with_allow_destroy_and_last(
+    lago_emulator: EmulatorServer, client: LagoClient, tmp_path: Path
+) -> None:
+    sync(client, write(tmp_path, "gpt4.yaml", GPT4))
+    team = write(tmp_path, "team.yaml", NARROW_TEAM)
+    (blocked,) = planned(client, team).blocked
+    lago_emulator.requests.reset()
+
+    sync(client, team, allow_destroy=True)
+
+    assert (blocked.kind, blocked.code) == ("billable_metric", "llm_tokens")
+    assert "{model=gpt-4-32k, type=input} broadened to {type=input}" in (
+        blocked.reason or ""
+    )
+    assert writes(lago_emulator) == [("POST", "/api/v1/plans"), ("PUT", METRIC_PATH)]
+    assert amounts_by_filter(client) == {
+        "model=gpt-4 type=input": "0.03",
+        "model=gpt-4 type=output": "0.06",
+        "type=input": "0.06",
+        "type=output": "0.12",
+    }
 
 
 def test_a_failed_write_says_what_was_done_and_a_rerun_converges(

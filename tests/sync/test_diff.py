@@ -19,12 +19,14 @@ from tests.sync.builders import (
     templates,
 )
 from tokbill.sync import Change, LiveState, SubscriptionCount, make_plan
-from tokbill.template import MetricSpec, PlanSpec
+from tokbill.template import MetricSpec, PlanSpec, PriceSpec
 
 PRICE_CHANGE = "gpt-4 / input: 0.03 -> 0.035 per 1,000 tokens (+16.7%)"
 
 
-def converged(*extra_plans: dict[str, object], **subscriptions: SubscriptionCount):
+def converged(
+    *extra_plans: dict[str, object], **subscriptions: SubscriptionCount
+) -> LiveState:
     return LiveState.from_lago(
         [lago_metric(metric())], [lago_plan(plan()), *extra_plans], subscriptions
     )
@@ -210,6 +212,16 @@ def _other_plan(model: str) -> dict[str, object]:
     return lago_plan(plan(charge(prices), code="enterprise"))
 
 
+def _priced_by_model(*groups: tuple[str, ...]) -> dict[str, object]:
+    """Plan enterprise with one price per group of models, by model only."""
+    filters = tuple(
+        PriceSpec(Decimal("0.5"), package_size=1000, values={"model": group})
+        for group in groups
+    )
+    priced = replace(charge(), filters=filters, price_by=("model",))
+    return lago_plan(plan(priced, code="enterprise"))
+
+
 def test_removing_a_value_another_plan_prices_is_blocked() -> None:
     wanted = templates(*_without_32k())
     live = converged(_other_plan("gpt-4-32k"))
@@ -219,12 +231,84 @@ def test_removing_a_value_another_plan_prices_is_blocked() -> None:
 
     change = only(blocked.changes, "billable_metric", "llm_tokens")
     assert change.action == "blocked"
-    assert "enterprise" in (change.reason or "")
+    assert "plan enterprise" in (change.reason or "")
+    assert "plan gpt4" not in (change.reason or "")
     assert only(allowed.changes, "billable_metric", "llm_tokens").action == "update"
 
 
-def test_removing_a_value_nobody_else_prices_is_an_update() -> None:
-    result = make_plan(templates(*_without_32k()), converged())
+def test_a_value_only_a_plan_outside_the_templates_ever_priced_is_blocked() -> None:
+    gpt35_prices = {
+        ("gpt-3.5-turbo", "input"): "0.0015",
+        ("gpt-3.5-turbo", "output"): "0.002",
+    }
+    wanted = templates(
+        metric(models=("gpt-3.5-turbo", "gpt-4")),
+        plan(charge(gpt35_prices), code="gpt35"),
+    )
+
+    blocked = make_plan(wanted, converged())
+    allowed = make_plan(wanted, converged(), allow_destroy=True)
+
+    change = only(blocked.changes, "billable_metric", "llm_tokens")
+    assert change.action == "blocked"
+    assert change.reason == (
+        "Removing model=gpt-4-32k from metric llm_tokens makes Lago rewrite the "
+        "charge filters that price that value in plan gpt4, which these "
+        "templates do not manage: charge llm_tokens of plan gpt4: "
+        "{model=gpt-4-32k, type=input} broadened to {type=input}, "
+        "{model=gpt-4-32k, type=output} broadened to {type=output}. Events "
+        "would be re-priced: a broadened filter keeps its price and also bills "
+        "events it never matched."
+    )
+    assert change.remedy == (
+        "Remove the prices for model=gpt-4-32k from plan gpt4 first, or keep "
+        "model=gpt-4-32k in metric llm_tokens in the templates; or rerun with "
+        "--allow-destroy to let Lago rewrite those filters."
+    )
+    update = only(allowed.changes, "billable_metric", "llm_tokens")
+    assert update.action == "update"
+    assert [(f.sign, f.text) for f in update.fields] == [
+        ("+", "filters.model: gpt-3.5-turbo"),
+        ("-", "filters.model: gpt-4-32k"),
+    ]
+    assert update.desired.filters["model"] == ("gpt-3.5-turbo", "gpt-4")
+
+
+@pytest.mark.parametrize(
+    ("wanted", "outside", "rewrite"),
+    [
+        (
+            metric(models=("gpt-4",)),
+            _priced_by_model(("gpt-4", "gpt-4-32k")),
+            "{model=gpt-4,gpt-4-32k} trimmed to {model=gpt-4}",
+        ),
+        (
+            metric(models=("gpt-4",)),
+            _priced_by_model(("gpt-4-32k",)),
+            "{model=gpt-4-32k} deleted",
+        ),
+        (
+            replace(metric(), filters={"model": ("gpt-4", "gpt-4-32k")}),
+            _other_plan("gpt-4"),
+            "{model=gpt-4, type=input} broadened to {model=gpt-4}",
+        ),
+    ],
+    ids=["trimmed", "deleted", "key-removed"],
+)
+def test_the_reason_says_what_lago_would_do_to_each_filter(
+    wanted: MetricSpec, outside: dict[str, object], rewrite: str
+) -> None:
+    live = LiveState.from_lago([lago_metric(metric())], [outside])
+
+    result = make_plan(templates(wanted), live)
+
+    change = only(result.changes, "billable_metric", "llm_tokens")
+    assert change.action == "blocked"
+    assert f"charge llm_tokens of plan enterprise: {rewrite}" in (change.reason or "")
+
+
+def test_removing_a_value_no_plan_outside_the_templates_prices_is_an_update() -> None:
+    result = make_plan(templates(*_without_32k()), converged(_other_plan("gpt-4")))
 
     change = only(result.changes, "billable_metric", "llm_tokens")
     assert change.action == "update"
@@ -232,23 +316,6 @@ def test_removing_a_value_nobody_else_prices_is_an_update() -> None:
         ("-", "filters.model: gpt-4-32k")
     ]
     assert change.desired.filters["model"] == ("gpt-4",)
-
-
-def test_a_value_only_outside_plans_ever_priced_is_kept_and_noted() -> None:
-    gpt35_metric = metric(models=("gpt-3.5-turbo",))
-    gpt35_prices = {
-        ("gpt-3.5-turbo", "input"): "0.0015",
-        ("gpt-3.5-turbo", "output"): "0.002",
-    }
-    gpt35 = plan(charge(gpt35_prices), code="gpt35")
-
-    result = make_plan(templates(gpt35_metric, gpt35), converged())
-
-    change = only(result.changes, "billable_metric", "llm_tokens")
-    assert change.action == "update"
-    assert [f.text for f in change.fields] == ["filters.model: gpt-3.5-turbo"]
-    assert change.desired.filters["model"] == ("gpt-3.5-turbo", "gpt-4", "gpt-4-32k")
-    assert any("gpt-4-32k stays: plan gpt4" in note for note in change.notes)
 
 
 def test_a_new_plan_lists_its_prices_and_a_held_code_is_blocked() -> None:

@@ -10,8 +10,10 @@ Order, so no write ever leaves Lago billing an event wrongly in between:
    ``charge_model``, the complete ``properties`` and every filter: Lago
    replaces properties and deletes filters it is not sent);
 3. charge deletes, then pruned plan deletes;
-4. metric filter value removals, once no managed plan prices them, then
-   pruned metric deletes.
+4. metric filter value removals, once no plan in the templates prices them
+   (a plan outside them that still does is blocked unless ``allow_destroy``;
+   with it, Lago rewrites that plan's filters here), then pruned metric
+   deletes.
 """
 
 from __future__ import annotations

@@ -70,7 +70,6 @@ class Change:
     plan: str | None = None
     reason: str | None = None
     remedy: str | None = None
-    notes: tuple[str, ...] = ()
     active_subscriptions: int | None = None
     desired: Any = field(default=None, compare=False, repr=False)
     live: Any = field(default=None, compare=False, repr=False)
@@ -92,7 +91,6 @@ class Change:
             "fields": [change.to_dict() for change in self.fields],
             "reason": self.reason,
             "remedy": self.remedy,
-            "notes": list(self.notes),
             "active_subscriptions": self.active_subscriptions,
         }
 

@@ -5,12 +5,13 @@ charges in ``_plan_diff``), so ``plan`` shows exactly what ``apply`` refuses:
 
 - deleting a charge, or (with ``prune``) a plan or a metric, is blocked
   unless ``allow_destroy``;
-- removing a metric filter value is blocked unless ``allow_destroy`` when the
-  templates stop pricing it while a plan outside them still prices it (Lago
-  would trim that plan's filters and re-price its events). A value that only
-  plans outside the templates price, and the templates never priced, belongs
-  to those plans: it is kept and noted, so templates sharing a metric (GPT-4
-  and GPT-3.5, say) can be applied in any order;
+- removing a metric filter value is blocked unless ``allow_destroy`` when a
+  plan outside the templates still prices it: Lago would trim, broaden or
+  delete that plan's charge filters and re-price its events. Plans in the
+  templates cannot price a value their metric drops (validation refuses it),
+  and apply removes their old prices before the value. Templates that share
+  a metric therefore declare it identically (as the shipped GPT-4 and GPT-3.5
+  ones do), so applying one never removes the other's values;
 - changing a field Lago silently keeps on a live object is always blocked:
   metric definition fields once a plan uses the metric, plan interval,
   currency, advance billing and trial once the plan ever had a subscription,

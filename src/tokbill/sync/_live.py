@@ -9,7 +9,7 @@ template specs (see :func:`charge_state`), so a diff is a plain comparison.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -130,14 +130,12 @@ class LivePlan:
     charges: Mapping[str, LiveCharge]
     pending_deletion: bool = False
 
-    def prices_value(self, metric: str, key: str, value: str) -> bool:
-        """Whether a charge filter of this plan names ``key=value`` of ``metric``."""
-        return any(
-            value in dict(filter_key).get(key, ())
-            for charge in self.charges.values()
-            if charge.state.billable_metric == metric
-            for filter_key in charge.state.filters
-        )
+    def charge_filters(self, metric: str) -> Iterator[tuple[str, ValuesKey]]:
+        """``(charge code, filter)`` for every filter of a charge on ``metric``."""
+        for code, charge in sorted(self.charges.items()):
+            if charge.state.billable_metric == metric:
+                for key in sorted(charge.state.filters):
+                    yield code, key
 
     def uses_metric(self, metric: str) -> bool:
         """Whether any charge of this plan is on ``metric``."""

@@ -1,13 +1,11 @@
 """Billable metric changes: definition fields, filter values and pruning.
 
-Two safety rules of ``_diff`` live here: Lago keeps a metric's definition
-once a plan uses it, and removing a filter value makes Lago trim the filters
-of every plan that prices it, whether the templates manage that plan or not.
+Two safety rules of ``_diff`` apply here: Lago keeps a metric's definition
+once a plan uses it, and removing a filter value makes Lago rewrite the
+charge filters of every plan that prices it (see ``_filter_removal``).
 """
 
 from __future__ import annotations
-
-import dataclasses
 
 from tokbill.sync._changes import Change, FieldChange
 from tokbill.sync._diff_context import (
@@ -16,6 +14,7 @@ from tokbill.sync._diff_context import (
     joined,
     scalar_changes,
 )
+from tokbill.sync._filter_removal import removal_block
 from tokbill.sync._live import LiveMetric
 from tokbill.template._model import MetricSpec
 
@@ -36,11 +35,12 @@ def _metric_change(context: DiffContext, spec: MetricSpec) -> Change:
     if live is None:
         return _metric_create(spec)
     fields = scalar_changes(spec, live, ("name", "description", *FROZEN_METRIC_FIELDS))
-    filters = _FilterDiff(context, spec, live)
-    kept_reasons, kept_remedies = _definition_kept(context, spec, fields)
-    reasons = filters.reasons + kept_reasons
-    remedies = filters.remedies + kept_remedies
-    fields += filters.fields
+    reasons, remedies = _definition_kept(context, spec, fields)
+    removal = removal_block(context, spec.code, live.filters, spec.filters)
+    if removal is not None:
+        reasons.insert(0, removal[0])
+        remedies.insert(0, removal[1])
+    fields += _filter_value_changes(spec, live)
     return Change(
         "billable_metric",
         spec.code,
@@ -48,8 +48,7 @@ def _metric_change(context: DiffContext, spec: MetricSpec) -> Change:
         tuple(fields),
         reason=joined(reasons),
         remedy=joined(remedies),
-        notes=tuple(filters.notes),
-        desired=dataclasses.replace(spec, filters=filters.target),
+        desired=spec,
         live=live,
     )
 
@@ -89,68 +88,20 @@ def _definition_kept(
     return [reason], [remedy]
 
 
-class _FilterDiff:
-    """Added and removed filter values of one metric, with the safety rule.
+def _filter_value_changes(spec: MetricSpec, live: LiveMetric) -> list[FieldChange]:
+    """One line per filter value added (``+``) or removed (``-``), by key."""
+    lines = []
+    for key in sorted(set(spec.filters) | set(live.filters)):
+        wanted = set(spec.filters.get(key, ()))
+        present = set(live.filters.get(key, ()))
+        lines += [_value_line(key, None, v) for v in sorted(wanted - present)]
+        lines += [_value_line(key, v, None) for v in sorted(present - wanted)]
+    return lines
 
-    ``fields`` has one line per value added or removed; ``target`` is the
-    filters to send, which keep any value only plans outside the templates
-    price (each such value gets a line in ``notes``). ``reasons`` and
-    ``remedies`` are non-empty when a removal is blocked.
-    """
 
-    def __init__(self, context: DiffContext, spec: MetricSpec, live: LiveMetric):
-        self.fields: list[FieldChange] = []
-        self.notes: list[str] = []
-        self.reasons: list[str] = []
-        self.remedies: list[str] = []
-        target = {key: set(values) for key, values in spec.filters.items()}
-        for key in sorted(set(spec.filters) | set(live.filters)):
-            wanted, present = spec.filters.get(key, ()), live.filters.get(key, ())
-            for value in sorted(set(wanted) - set(present)):
-                self._line(key, None, value)
-            for value in sorted(set(present) - set(wanted)):
-                if self._keeps(context, spec.code, key, value):
-                    target.setdefault(key, set()).add(value)
-                else:
-                    self._line(key, value, None)
-        self.target = {k: tuple(sorted(v)) for k, v in sorted(target.items()) if v}
-
-    def _line(self, key: str, before: str | None, after: str | None) -> None:
-        value = before or after
-        self.fields.append(
-            FieldChange(f"filters.{key}", before, after, f"filters.{key}: {value}")
-        )
-
-    def _keeps(self, context: DiffContext, metric: str, key: str, value: str) -> bool:
-        outside = sorted(
-            p.code
-            for p in context.outside_plans()
-            if p.prices_value(metric, key, value)
-        )
-        if not outside:
-            return False
-        managed = [context.live.plans.get(p.code) for p in context.template_set.plans]
-        if not any(p and p.prices_value(metric, key, value) for p in managed):
-            self.notes.append(
-                f"{key}={value} stays: plan {', '.join(outside)} (not in these "
-                "templates) prices it."
-            )
-            return True
-        if not context.allow_destroy:
-            self._block(metric, key, value, outside)
-        return False
-
-    def _block(self, metric: str, key: str, value: str, outside: list[str]) -> None:
-        plans = ", ".join(outside)
-        self.reasons.append(
-            f"Removing {key}={value} from metric {metric} makes Lago trim the "
-            f"filters of plan {plans}, which still prices it and is not in these "
-            "templates: its events would be billed at a broader or default price."
-        )
-        self.remedies.append(
-            f"Remove those prices from plan {plans} first (or add it to the "
-            "templates), or rerun with --allow-destroy to let Lago trim them."
-        )
+def _value_line(key: str, before: str | None, after: str | None) -> FieldChange:
+    value = before or after
+    return FieldChange(f"filters.{key}", before, after, f"filters.{key}: {value}")
 
 
 def _pruned_metrics(context: DiffContext) -> list[Change]:

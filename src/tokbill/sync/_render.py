@@ -90,8 +90,6 @@ def _change_lines(change: Change, style: Style) -> list[str]:
     for field in change.fields:
         line = f"      {field.sign} {field.text}"
         lines.append(style(line, fg=_SIGN_COLOURS[field.sign]))
-    for note in change.notes:
-        lines.append(f"      note: {note}")
     if change.reason:
         lines.append(style(f"      reason: {change.reason}", fg="red"))
     if change.remedy:
