@@ -11,6 +11,7 @@ from tests.sync.builders import (
     lago_plan,
     metric,
     plan,
+    replace,
     templates,
 )
 from tokbill.sync import LiveState, SubscriptionCount, make_plan, render_plan
@@ -60,6 +61,38 @@ def test_the_text_groups_changes_and_prefixes_every_line() -> None:
         "      + gpt-4-32k / output: 0.12 per 1,000 tokens",
         "",
         "Plan: 2 to create, 1 to update, 0 to delete, 1 blocked, 1 unchanged.",
+    ]
+
+
+def test_a_new_metric_lists_what_it_is_created_with() -> None:
+    described = metric(description="Tokens in and out")
+    counted = replace(
+        metric(),
+        code="requests",
+        name="Requests",
+        aggregation_type="count_agg",
+        field_name=None,
+        filters={},
+    )
+
+    text = render_plan(make_plan(templates(described, counted), LiveState()))
+
+    assert text.splitlines() == [
+        "Billable metrics",
+        "  + llm_tokens (create)",
+        "      + name: 'LLM tokens'",
+        "      + description: 'Tokens in and out'",
+        "      + aggregation_type: 'sum_agg'",
+        "      + field_name: 'tokens'",
+        "      + recurring: false",
+        "      + filters.model: gpt-4, gpt-4-32k",
+        "      + filters.type: input, output",
+        "  + requests (create)",
+        "      + name: 'Requests'",
+        "      + aggregation_type: 'count_agg'",
+        "      + recurring: false",
+        "",
+        "Plan: 2 to create, 0 to update, 0 to delete, 0 blocked, 0 unchanged.",
     ]
 
 

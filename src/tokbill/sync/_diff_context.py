@@ -81,6 +81,18 @@ def scalar_changes(spec: Any, live: Any, names: tuple[str, ...]) -> list[FieldCh
     return changes
 
 
+def created_fields(spec: Any, names: tuple[str, ...]) -> tuple[FieldChange, ...]:
+    """One ``+`` line per attribute in ``names`` that a new object sets.
+
+    An attribute left ``None`` or empty gets no line; ``0`` and ``false`` do.
+    """
+    return tuple(
+        FieldChange(name, None, field_text(value), f"{name}: {shown(value)}")
+        for name in names
+        if (value := getattr(spec, name)) is not None and value != ""
+    )
+
+
 def action_for(fields: list[FieldChange], reasons: list[str]) -> Action:
     """Blocked when a safety rule gave a reason, else update or unchanged."""
     if reasons:

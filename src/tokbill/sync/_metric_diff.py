@@ -11,6 +11,7 @@ from tokbill.sync._changes import Change, FieldChange
 from tokbill.sync._diff_context import (
     DiffContext,
     action_for,
+    created_fields,
     joined,
     scalar_changes,
 )
@@ -20,6 +21,8 @@ from tokbill.template._model import MetricSpec
 
 FROZEN_METRIC_FIELDS = ("aggregation_type", "field_name", "recurring")
 """Metric fields Lago silently keeps once a plan uses the metric."""
+
+_SHOWN_ON_CREATE = ("name", "description", *FROZEN_METRIC_FIELDS)
 
 
 def metric_changes(context: DiffContext) -> list[Change]:
@@ -54,7 +57,9 @@ def _metric_change(context: DiffContext, spec: MetricSpec) -> Change:
 
 
 def _metric_create(spec: MetricSpec) -> Change:
-    fields = tuple(
+    """A new metric, listing what it is created with: fields, then filters."""
+    fields = created_fields(spec, _SHOWN_ON_CREATE)
+    fields += tuple(
         FieldChange(
             f"filters.{key}",
             None,

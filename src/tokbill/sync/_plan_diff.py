@@ -13,12 +13,11 @@ from tokbill.sync._charge_diff import (
     FROZEN_CHARGE_FIELDS,
     charge_field_changes,
     describe_charge,
-    field_text,
-    shown,
 )
 from tokbill.sync._diff_context import (
     DiffContext,
     action_for,
+    created_fields,
     joined,
     scalar_changes,
 )
@@ -77,11 +76,7 @@ def _plan_changes(context: DiffContext, spec: PlanSpec) -> list[Change]:
 
 
 def _plan_create(context: DiffContext, spec: PlanSpec) -> list[Change]:
-    fields = tuple(
-        FieldChange(name, None, field_text(value), f"{name}: {shown(value)}")
-        for name in _SHOWN_ON_CREATE
-        if (value := getattr(spec, name)) is not None
-    )
+    fields = created_fields(spec, _SHOWN_ON_CREATE)
     if spec.code in context.live.pending_deletion:
         blocked = Change(
             "plan",
