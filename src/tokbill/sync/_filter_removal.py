@@ -26,10 +26,12 @@ Filters = Mapping[str, tuple[str, ...]]
 Effect = Literal["trimmed", "broadened", "deleted"]
 
 _CONSEQUENCES: dict[Effect, str] = {
-    "trimmed": "a trimmed filter no longer prices the removed values",
+    "trimmed": "events with a removed value no longer match a trimmed filter "
+    "and fall to another filter or the unmatched price",
     "broadened": "a broadened filter keeps its price and also bills events it "
     "never matched",
-    "deleted": "a deleted filter prices nothing",
+    "deleted": "events a deleted filter priced fall to another filter or the "
+    "unmatched price",
 }
 
 
@@ -119,6 +121,8 @@ def _lost_values(
 def _reason(
     metric: str, lost: list[str], plans: list[str], rewrites: list[_Rewrite]
 ) -> str:
+    # Rewrites come plan by plan and charge by charge, so groupby sees each
+    # charge's filters together.
     by_charge = groupby(rewrites, key=lambda r: (r.plan, r.charge))
     changes = "; ".join(
         f"charge {charge} of plan {plan}: " + ", ".join(r.text for r in group)

@@ -41,8 +41,8 @@ def _metric_change(context: DiffContext, spec: MetricSpec) -> Change:
     reasons, remedies = _definition_kept(context, spec, fields)
     removal = removal_block(context, spec.code, live.filters, spec.filters)
     if removal is not None:
-        reasons.insert(0, removal[0])
-        remedies.insert(0, removal[1])
+        reasons.append(removal[0])
+        remedies.append(removal[1])
     fields += _filter_value_changes(spec, live)
     return Change(
         "billable_metric",
