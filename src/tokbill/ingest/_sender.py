@@ -31,9 +31,7 @@ from tokbill._errors import (
     LagoError,
     LagoStatusError,
     LagoTimeoutError,
-    RateLimitError,
     describe_error_details,
-    status_error,
 )
 from tokbill.ingest._hooks import Hooks
 from tokbill.ingest._logs import LogLimiter
@@ -41,7 +39,7 @@ from tokbill.ingest._options import MeterOptions
 from tokbill.ingest._pipeline import Item, Pipeline
 from tokbill.ingest._report import RateLimitInfo
 from tokbill.ingest._retry import DeliveryRetry, Stopped
-from tokbill.lago import retry_after_s
+from tokbill.lago import error_from_response, retry_after_s
 
 __all__ = ["EVENTS_BATCH_PATH", "Sender"]
 
@@ -119,7 +117,7 @@ class Sender:
         self._note_rate_limit(response)
         status = response.status_code
         if status in (408, 429) or status >= 500:
-            error = _status_error(response)
+            error = error_from_response(response, "POST", _LOGGED_PATH)
             self._hooks.error(error)
             raise error
         return response
@@ -128,7 +126,7 @@ class Sender:
         if response.status_code < 300:
             self._acked(items)
             return []
-        error = _status_error(response)
+        error = error_from_response(response, "POST", _LOGGED_PATH)
         self._hooks.error(error)
         if error.status_code in _CONFIG_STATUSES:
             return [self._hold_until_fixed(items, error)]
@@ -272,23 +270,6 @@ class Sender:
                 wait_s=wait_s,
             )
         )
-
-
-def _status_error(response: httpx.Response) -> LagoStatusError:
-    try:
-        body = response.json()
-    except ValueError:
-        body = None
-    error = status_error(
-        method="POST",
-        path=_LOGGED_PATH,
-        status_code=response.status_code,
-        reason=response.reason_phrase,
-        body=body if isinstance(body, Mapping) else None,
-    )
-    if isinstance(error, RateLimitError):
-        error.retry_after_s = retry_after_s(response.headers)
-    return error
 
 
 def _transport_error(exc: httpx.TransportError) -> LagoConnectionError:

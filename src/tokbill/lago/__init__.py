@@ -2,6 +2,18 @@
 
 from __future__ import annotations
 
-from tokbill.lago._client import AsyncLagoClient, LagoClient, api_path, retry_after_s
+from tokbill.lago._client import (
+    AsyncLagoClient,
+    LagoClient,
+    api_path,
+    error_from_response,
+    retry_after_s,
+)
 
-__all__ = ["AsyncLagoClient", "LagoClient", "api_path", "retry_after_s"]
+__all__ = [
+    "AsyncLagoClient",
+    "LagoClient",
+    "api_path",
+    "error_from_response",
+    "retry_after_s",
+]

@@ -35,7 +35,13 @@ from tokbill._secrets import ApiKey
 from tokbill._settings import key_from_env, resolve_api_url, url_from_env
 from tokbill.lago._retry import retry_options
 
-__all__ = ["AsyncLagoClient", "LagoClient", "api_path"]
+__all__ = [
+    "AsyncLagoClient",
+    "LagoClient",
+    "api_path",
+    "error_from_response",
+    "retry_after_s",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -118,7 +124,7 @@ class _ClientBase:
         if response.is_success:
             body = _json_or_none(response)
             return body if isinstance(body, dict) else {}
-        raise _error_from(response, method, self._full_path(path))
+        raise error_from_response(response, method, self._full_path(path))
 
 
 class LagoClient(_ClientBase):
@@ -305,7 +311,15 @@ class AsyncLagoClient(_ClientBase):
         return self._result(response, method, path)
 
 
-def _error_from(response: httpx.Response, method: str, path: str) -> LagoStatusError:
+def error_from_response(
+    response: httpx.Response, method: str, path: str
+) -> LagoStatusError:
+    """The tokbill error for a non-2xx ``response`` to ``method path``.
+
+    Reads Lago's JSON error body (code, ``error_details``) when there is
+    one, and for a 429 the wait Lago asked for (``retry_after_s``). ``path``
+    is the full path to name in the message, e.g. ``/api/v1/events/batch``.
+    """
     body = _json_or_none(response)
     error = status_error(
         method=method,
