@@ -4,9 +4,11 @@
     python scripts/_bench_servers.py emulator LATENCY_S PORT_FILE
 
 ``sink`` is the smallest HTTP/1.1 keep-alive server that answers every request
-``200 {}`` after LATENCY_S, to time the client alone; it counts the events it
-received (``GET /count``). ``emulator`` is tokbill's Lago emulator with that
-much latency added. Either writes its port to PORT_FILE once it listens.
+200 after LATENCY_S with the body it received, to time the client alone: Lago's
+batch endpoint echoes every event back (about 25 KB for 100), so clients read
+an answer of that size. It counts the events it received (``GET /count``).
+``emulator`` is tokbill's Lago emulator with that much latency added. Either
+writes its port to PORT_FILE once it listens.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ async def _handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) ->
                 answer = str(_events).encode()
             else:
                 _events += body.count(b'"transaction_id"')
-                answer = b"{}"
+                answer = body or b"{}"
                 if latency_s:
                     await asyncio.sleep(latency_s)
             writer.write(

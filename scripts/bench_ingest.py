@@ -3,19 +3,24 @@
 Every server runs in its own process (scripts/_bench_servers.py), so the
 client under test has a core and the GIL to itself:
 
-- ``sink``: answers every request 200 after 20 ms, to time the client alone;
+- ``sink``: answers every request 200 after 20 ms, echoing the events as Lago
+  does, to time the client alone;
 - ``emulator``: tokbill's Lago emulator with 20 ms added latency.
 
 Measured, all in one run so the ratios compare like with like:
 
 1. ``record`` latency per LLM call (two events), p50/p99/p99.9, at an offered
    load the agent SDK's single sender can keep up with (1,200 events/s), and
-   for the meter also at 8,000 events/s; senders are sending meanwhile;
+   for the meter also at 8,000 events/s; senders are sending meanwhile. The
+   machine is shared: the share of its CPU that other processes used, and
+   that the hypervisor stole, during this section is printed with it;
 2. sustained events/s at 20 ms server latency: record N events as fast as
    possible, then flush; the clock stops when every event is acknowledged
    (the sink counts what it received, to check nothing was lost);
 3. memory per pending event: tracemalloc around recording 9,000 events that
-   cannot be sent (the server accepts connections and never answers).
+   cannot be sent (the server accepts connections and never answers). It
+   counts the Python heap: with the spool on, the records themselves are in
+   the spool's page cache, not on the heap.
 
     .venv/bin/python scripts/bench_ingest.py
 """
@@ -44,6 +49,7 @@ from lago_python_client.models import BatchEvent, Event
 from tokbill.ingest import MeterOptions, TokenMeter
 
 SERVERS = Path(__file__).with_name("_bench_servers.py")
+SERVER_PIDS: list[int] = []
 LATENCY_S = 0.02
 KEY = "bench-key"
 SUB = "sub_bench"
@@ -65,6 +71,7 @@ def server(kind: str, latency_s: float = LATENCY_S) -> Iterator[str]:
         process = subprocess.Popen(
             [sys.executable, str(SERVERS), kind, str(latency_s), str(port_file)]
         )
+        SERVER_PIDS.append(process.pid)
         try:
             deadline = time.monotonic() + 20
             while not port_file.exists() or not port_file.read_text():
@@ -73,6 +80,7 @@ def server(kind: str, latency_s: float = LATENCY_S) -> Iterator[str]:
                 time.sleep(0.05)
             yield f"http://127.0.0.1:{port_file.read_text()}"
         finally:
+            SERVER_PIDS.remove(process.pid)
             process.terminate()
             process.wait()
 
@@ -148,6 +156,35 @@ def percentile_us(sorted_ns: list[int], share: float) -> float:
     return sorted_ns[min(int(len(sorted_ns) * share), len(sorted_ns) - 1)] / 1000
 
 
+def _cpu_ticks() -> tuple[int, int, int, int]:
+    """Machine busy, stolen and total ticks, and this benchmark's own ticks."""
+    counters = [int(value) for value in Path("/proc/stat").read_text().split()[1:9]]
+    user, nice, system, _, _, irq, softirq, steal = counters
+    ours = 0
+    for pid in ("self", *map(str, SERVER_PIDS)):
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        ours += int(fields[11]) + int(fields[12])
+    return user + nice + system + irq + softirq, steal, sum(counters), ours
+
+
+@contextmanager
+def background_load(note: list[str]) -> Iterator[None]:
+    """Append to ``note`` how much CPU others used and the hypervisor stole."""
+    if not Path("/proc/stat").exists():
+        yield
+        return
+    before = _cpu_ticks()
+    yield
+    busy, steal, total, ours = (
+        b - a for a, b in zip(before, _cpu_ticks(), strict=True)
+    )
+    note.append(
+        f"- during the latency section, other processes used "
+        f"{max(busy - ours, 0) / total:.0%} of the machine's CPU and the "
+        f"hypervisor stole {steal / total:.0%}"
+    )
+
+
 Case = tuple[Callable[[int], None], Callable[[], object]]
 """A call to time, and how to close the client afterwards."""
 
@@ -163,7 +200,7 @@ def latency_rows(sink: str, spool: str) -> list[Row]:
         sdk = agent(sink)
         return agent_call(sdk), lambda: sdk.shutdown(30)
 
-    cases = [
+    cases: list[tuple[str, int, Callable[[], Case]]] = [
         ("tokbill TokenMeter, spool on", 600, lambda: tokbill_case(True, "l1")),
         ("tokbill TokenMeter, no spool", 600, lambda: tokbill_case(False, "l2")),
         ("lago-agent-sdk 0.3.1 emit", 600, agent_case),
@@ -197,6 +234,7 @@ def client_latency_row(emulator: str) -> Row:
                 code="llm_tokens",
                 timestamp=int(time.time()),
                 properties={"model": "gpt-4", "type": kind, "tokens": 812},
+                precise_total_amount_cents=None,
             )
             for kind in ("input", "output")
         ]
@@ -303,6 +341,7 @@ def python_client_throughput(emulator: str) -> list[Row]:
                         code="llm_tokens",
                         timestamp=int(time.time()),
                         properties={"model": "gpt-4", "type": "input", "tokens": i},
+                        precise_total_amount_cents=None,
                     )
                     for i in range(100)
                 ]
@@ -318,6 +357,7 @@ def python_client_throughput(emulator: str) -> list[Row]:
                 code="llm_tokens",
                 timestamp=int(time.time()),
                 properties={"model": "gpt-4", "type": "input", "tokens": 1},
+                precise_total_amount_cents=None,
             )
         )
     create_rate = 40 / (time.perf_counter() - started)
@@ -407,12 +447,14 @@ def ratio_lines(rows: list[Row]) -> list[str]:
 def main() -> None:
     started = time.perf_counter()
     rows: list[Row] = []
+    notes: list[str] = []
     with (
         tempfile.TemporaryDirectory() as spool,
         server("sink") as sink,
         server("emulator") as emulator,
     ):
-        rows += latency_rows(sink, spool)
+        with background_load(notes):
+            rows += latency_rows(sink, spool)
         rows += tight_loop_rows(sink, spool)
         rows.append(client_latency_row(emulator))
         rows += throughput_rows(sink, emulator, spool)
@@ -423,7 +465,7 @@ def main() -> None:
         print(f"| {row.section} | {row.client} | {row.value} |")
     print()
     print("Latency cells are p50 / p99 / p99.9.")
-    for line in ratio_lines(rows):
+    for line in [*ratio_lines(rows), *notes]:
         print(line)
     print(
         f"\n(ran in {time.perf_counter() - started:.0f} s on {sys.platform}, "

@@ -111,7 +111,9 @@ def test_a_429_pauses_every_sender_for_the_reset(make_meter: MakeMeter) -> None:
 
     assert report.complete and report.acked == 400
     assert infos[0] == RateLimitInfo(limit=500, remaining=0, reset_s=1.0, wait_s=1.0)
-    later = [moment for moment in arrivals if moment > arrivals[0]]
+    # Requests another sender had already sent when the 429 came back are
+    # not held; every request after those waits for the reset.
+    later = [moment for moment in arrivals if moment - arrivals[0] > 0.05]
     assert later and min(later) - arrivals[0] >= 0.95
 
 

@@ -2,7 +2,8 @@
 
 It runs only when the meter has a spool. It adopts spools of dead processes
 at start and every ``adopt_interval_s``, reads events that wait on disk only
-back into the queue when the queue has room, and applies the fsync policy.
+back into the queue when the queue has room, keeps the segment files ahead
+of the writer (see ``Spool.maintain``) and applies the fsync policy.
 """
 
 from __future__ import annotations
@@ -65,12 +66,13 @@ class Dispatcher:
             self._pipeline.adopt_orphans()
             self._next_adoption = now + self._options.adopt_interval_s
         self._pipeline.load_backlog()
+        self._spool.maintain()
         self._spool.sync_if_due(now)
 
     def _wait(self) -> None:
         timeout_s = _TICK_S
         if self._options.fsync_interval_s is not None:
             timeout_s = min(timeout_s, self._options.fsync_interval_s)
-        wanted = self._pipeline.backlog_wanted
+        wanted = self._pipeline.dispatcher_wanted
         wanted.wait(timeout_s)
         wanted.clear()

@@ -1,13 +1,11 @@
-"""One LLM call becomes Lago events: checked, identified, encoded once.
+"""What ``record`` checks and how it names events: shape, ids, arguments.
 
-Everything here runs on the caller's thread inside ``record``, so it avoids
-anything slower than a few string operations: events are encoded to their
-final JSON bytes here and never re-encoded by the senders or the spool.
+Everything here runs on the caller's thread inside ``record``; the common
+case of each check is inlined there, and these functions word the errors.
 """
 
 from __future__ import annotations
 
-import json
 import math
 import operator
 import secrets
@@ -15,10 +13,16 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from itertools import count
-from json.encoder import encode_basestring_ascii as _json_string
 from typing import Any
 
-__all__ = ["EventEncoder", "EventShape", "IdSource", "check_tokens", "event_time"]
+__all__ = [
+    "EventShape",
+    "IdSource",
+    "check_id",
+    "check_properties",
+    "check_tokens",
+    "event_time",
+]
 
 TOKEN_TYPES = ("input", "output", "cache_read", "cache_write")
 
@@ -53,6 +57,11 @@ class EventShape:
                 f"The field name and the model and type keys must differ; got {keys!r}."
             )
 
+    @property
+    def reserved_keys(self) -> frozenset[str]:
+        """The property names the meter sets itself."""
+        return frozenset((self.field_name, self.model_key, self.type_key))
+
 
 class IdSource:
     """Transaction ids for calls without a request id.
@@ -70,76 +79,31 @@ class IdSource:
         return f"{self._prefix}-{next(self._counter):x}"
 
 
-class EventEncoder:
-    """Builds the JSON bytes of one event, exactly as Lago's batch expects.
+def check_properties(
+    properties: Mapping[str, Any], reserved: frozenset[str]
+) -> dict[str, Any]:
+    """The caller's properties, checked, to add to every event of a call.
 
-    The keys and the metric code are escaped once here; per event only the
-    values are, with the stdlib's C string escaper.
+    Raises:
+        TypeError: a key is not a string or a value not a string or number.
+        ValueError: a key is one of ``reserved`` (the model, type or token
+            field), or a number is not finite.
     """
-
-    def __init__(self, shape: EventShape) -> None:
-        self.shape = shape
-        self._head = '{"transaction_id":'
-        self._code = f',"code":{_json_string(shape.code)},"timestamp":'
-        self._model = f',"properties":{{{_json_string(shape.model_key)}:'
-        self._type = f",{_json_string(shape.type_key)}:"
-        self._tokens = f",{_json_string(shape.field_name)}:"
-        self._reserved = frozenset((shape.field_name, shape.model_key, shape.type_key))
-
-    def extra_properties(self, properties: Mapping[str, Any] | None) -> str:
-        """The caller's properties as a JSON fragment to append, checked.
-
-        Raises:
-            TypeError: a key is not a string or a value not a string or number.
-            ValueError: a key collides with the model, type or token field.
-        """
-        if not properties:
-            return ""
-        for key, value in properties.items():
-            if not isinstance(key, str):
-                raise TypeError(f"Property names must be strings; got {key!r}.")
-            if key in self._reserved:
-                raise ValueError(
-                    f"The property {key!r} is set by the meter; pick another name."
-                )
-            if isinstance(value, bool) or not isinstance(value, (str, int, float)):
-                raise TypeError(
-                    f"Property {key!r} must be a string or a number (Lago stores "
-                    f"nothing else); got {value!r}."
-                )
-            if isinstance(value, float) and not math.isfinite(value):
-                raise ValueError(f"Property {key!r} must be finite; got {value!r}.")
-        return "," + json.dumps(properties, separators=(",", ":"))[1:-1]
-
-    def encode(
-        self,
-        transaction_id: str,
-        subscription_id: str,
-        timestamp: float,
-        model: str,
-        token_type: str,
-        tokens: int,
-        extra: str,
-    ) -> bytes:
-        """One event's JSON; ``extra`` comes from :meth:`extra_properties`."""
-        return "".join(
-            (
-                self._head,
-                _json_string(transaction_id),
-                ',"external_subscription_id":',
-                _json_string(subscription_id),
-                self._code,
-                repr(timestamp),
-                self._model,
-                _json_string(model),
-                self._type,
-                _json_string(token_type),
-                self._tokens,
-                str(tokens),
-                extra,
-                "}}",
+    for key, value in properties.items():
+        if not isinstance(key, str):
+            raise TypeError(f"Property names must be strings; got {key!r}.")
+        if key in reserved:
+            raise ValueError(
+                f"The property {key!r} is set by the meter; pick another name."
             )
-        ).encode()
+        if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+            raise TypeError(
+                f"Property {key!r} must be a string or a number (Lago stores "
+                f"nothing else); got {value!r}."
+            )
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ValueError(f"Property {key!r} must be finite; got {value!r}.")
+    return dict(properties)
 
 
 def check_tokens(name: str, value: object) -> int:

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Callable, Sequence
 from typing import Any
 
 from tokbill.ingest._logs import LogLimiter
+from tokbill.ingest._records import events_of
 from tokbill.ingest._report import RateLimitInfo
 
 __all__ = ["DropCallback", "ErrorCallback", "Hooks", "RateLimitCallback"]
@@ -38,10 +38,10 @@ class Hooks:
         self.on_rate_limit = on_rate_limit
         self._limiter = limiter
 
-    def dropped(self, payloads: Sequence[bytes], reason: str) -> None:
-        """Hand dropped events to ``on_drop``, decoded back to dicts."""
-        if self.on_drop is not None and payloads:
-            events = [json.loads(payload) for payload in payloads]
+    def dropped(self, records: Sequence[bytes], reason: str) -> None:
+        """Hand the events of dropped records to ``on_drop``, as Lago dicts."""
+        if self.on_drop is not None and records:
+            events = [event for record in records for event in events_of(record)]
             self._call("on_drop", self.on_drop, events, reason)
 
     def error(self, exc: Exception) -> None:

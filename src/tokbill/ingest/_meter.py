@@ -5,11 +5,11 @@ from __future__ import annotations
 import atexit
 import logging
 import os
-import time
 import weakref
 from collections.abc import Collection, Mapping
 from datetime import datetime
 from pathlib import Path
+from time import time as _now
 from typing import Any
 
 import httpx
@@ -19,15 +19,16 @@ from tokbill._errors import ConfigurationError
 from tokbill._secrets import ApiKey
 from tokbill._settings import key_from_env, resolve_api_url, url_from_env
 from tokbill.ingest._events import (
-    EventEncoder,
     EventShape,
     check_id,
+    check_properties,
     check_tokens,
     event_time,
 )
 from tokbill.ingest._hooks import DropCallback, ErrorCallback, Hooks, RateLimitCallback
 from tokbill.ingest._logs import LogLimiter
 from tokbill.ingest._options import DEFAULT_METRIC_CODE, MeterOptions
+from tokbill.ingest._records import CallEncoder
 from tokbill.ingest._report import FlushReport, MeterStats
 from tokbill.ingest._runtime import Connection, Runtime
 from tokbill.ingest._usage import Usage, anthropic_usage, openai_usage
@@ -46,8 +47,10 @@ class MeterBase:
 
     Guarantees of ``record`` and its variants:
 
-    - no network I/O and no wait on Lago: the events are encoded, appended to
-      the spool (one ``os.write``) if there is one, and queued in memory;
+    - no network I/O, no system call and no wait on Lago: the call is
+      encoded as one record (see ``_records``), copied into the spool's
+      memory map if there is one, and queued in memory, under one short
+      lock; a sender is woken only when the call completes a batch;
     - it raises only for invalid arguments (``TypeError``/``ValueError``,
       before anything is recorded), never because of Lago, the buffer or the
       spool: an event that cannot be kept is counted in ``stats().dropped``
@@ -83,8 +86,9 @@ class MeterBase:
             known_models=None if known_models is None else frozenset(known_models),
             known_types=None if known_types is None else frozenset(known_types),
         )
-        self._encoder = EventEncoder(self._shape)
         self._options = options or MeterOptions()
+        self._encoder = CallEncoder(self._shape, self._options.max_event_bytes)
+        self._checks_prices = known_models is not None or known_types is not None
         self._connection = Connection(
             resolve_api_url(api_url), ApiKey(api_key or ""), transport
         )
@@ -179,33 +183,38 @@ class MeterBase:
         Raises:
             TypeError, ValueError: an argument is invalid; nothing is recorded.
         """
-        now = time.time()
+        now = _now()
         counts = self._token_counts(
-            check_tokens("input_tokens", input_tokens),
-            check_tokens("output_tokens", output_tokens),
-            check_tokens("cache_read_tokens", cache_read_tokens),
-            check_tokens("cache_write_tokens", cache_write_tokens),
+            input_tokens, output_tokens, cache_read_tokens, cache_write_tokens
         )
-        check_id("subscription_id", subscription_id)
-        check_id("model", model)
-        if request_id is not None:
+        # Plain str arguments are checked inline: record runs on every LLM
+        # call, and the full checks are only needed to word an error.
+        if type(subscription_id) is not str or not subscription_id:
+            check_id("subscription_id", subscription_id)
+        if type(model) is not str or not model:
+            check_id("model", model)
+        if request_id is not None and (type(request_id) is not str or not request_id):
             check_id("request_id", request_id)
         when = now if timestamp is None else event_time(timestamp, now)
-        extra = self._encoder.extra_properties(properties)
+        extra = None
+        if properties:
+            extra = check_properties(properties, self._shape.reserved_keys)
         if not counts:
             return
         runtime = self._runtime
-        base = request_id if request_id is not None else runtime.ids.next_id()
-        encode = self._encoder.encode
-        payloads = [
-            encode(f"{base}:{kind}", subscription_id, when, model, kind, n, extra)
-            for kind, n in counts
-        ]
-        self._check_sizes(payloads)
-        self._check_priced(model, counts)
+        record = self._encoder.encode(
+            runtime.ids.next_id() if request_id is None else request_id,
+            subscription_id,
+            when,
+            model,
+            counts,
+            extra,
+        )
+        if self._checks_prices:
+            self._check_priced(model, counts)
         if not runtime.started:
             runtime.start()
-        runtime.pipeline.submit(payloads)
+        runtime.pipeline.submit(record, len(counts))
 
     def record_openai(
         self,
@@ -307,28 +316,45 @@ class MeterBase:
     def _token_counts(
         self, input_tokens: int, output_tokens: int, cache_read: int, cache_write: int
     ) -> list[tuple[str, int]]:
+        """The non-zero ``(type, tokens)`` pairs of a call, checked.
+
+        Raises:
+            TypeError, ValueError: a count is not a non-negative integer.
+        """
+        if type(input_tokens) is not int or input_tokens < 0:
+            input_tokens = check_tokens("input_tokens", input_tokens)
+        if type(output_tokens) is not int or output_tokens < 0:
+            output_tokens = check_tokens("output_tokens", output_tokens)
+        if cache_read or cache_write or type(cache_read) is not int:
+            pairs = self._cache_pairs(
+                input_tokens,
+                output_tokens,
+                check_tokens("cache_read_tokens", cache_read),
+                check_tokens("cache_write_tokens", cache_write),
+            )
+        elif type(cache_write) is not int:
+            check_tokens("cache_write_tokens", cache_write)
+            pairs = [("input", input_tokens), ("output", output_tokens)]
+        elif input_tokens and output_tokens:
+            return [("input", input_tokens), ("output", output_tokens)]
+        else:
+            pairs = [("input", input_tokens), ("output", output_tokens)]
+        return [(kind, tokens) for kind, tokens in pairs if tokens]
+
+    def _cache_pairs(
+        self, input_tokens: int, output_tokens: int, cache_read: int, cache_write: int
+    ) -> list[tuple[str, int]]:
         if self._options.cache_tokens == "input":
-            pairs = [
+            return [
                 ("input", input_tokens + cache_read + cache_write),
                 ("output", output_tokens),
             ]
-        else:
-            pairs = [
-                ("input", input_tokens),
-                ("output", output_tokens),
-                ("cache_read", cache_read),
-                ("cache_write", cache_write),
-            ]
-        return [(kind, tokens) for kind, tokens in pairs if tokens]
-
-    def _check_sizes(self, payloads: list[bytes]) -> None:
-        limit = self._options.max_event_bytes
-        for payload in payloads:
-            if len(payload) > limit:
-                raise ValueError(
-                    f"The event is {len(payload)} bytes, over the {limit}-byte "
-                    "limit (MeterOptions.max_event_bytes); trim its properties."
-                )
+        return [
+            ("input", input_tokens),
+            ("output", output_tokens),
+            ("cache_read", cache_read),
+            ("cache_write", cache_write),
+        ]
 
     def _check_priced(self, model: str, counts: list[tuple[str, int]]) -> None:
         shape = self._shape

@@ -176,6 +176,7 @@ class Runtime:
             max_bytes=self._options.spool_max_bytes,
             segment_bytes=self._options.spool_segment_bytes,
             fsync_interval_s=self._options.fsync_interval_s,
+            wake=self.pipeline.dispatcher_wanted.set,
         )
         spool.open()
         self.pipeline.spool = spool

@@ -17,7 +17,6 @@ Per response (Lago answers the batch as a whole, all or nothing):
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 import time
@@ -25,6 +24,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
 import httpx
+import orjson
 
 from tokbill._errors import (
     LagoConnectionError,
@@ -37,6 +37,7 @@ from tokbill.ingest._hooks import Hooks
 from tokbill.ingest._logs import LogLimiter
 from tokbill.ingest._options import MeterOptions
 from tokbill.ingest._pipeline import Item, Pipeline
+from tokbill.ingest._records import events_of
 from tokbill.ingest._report import RateLimitInfo
 from tokbill.ingest._retry import DeliveryRetry, Stopped
 from tokbill.lago import error_from_response, retry_after_s
@@ -100,13 +101,18 @@ class Sender:
                 self._stop_event.wait(_UNEXPECTED_PAUSE_S)
 
     def _send(self, items: list[Item]) -> Work:
-        body = b'{"events":[' + b",".join([payload for payload, _ in items]) + b"]}"
-        self._batch_size = len(items)
+        # Built once per batch and resent as is: retries carry the same ids
+        # and timestamps.
+        records = self._pipeline.records_of(items)
+        events = [event for record in records for event in events_of(record)]
+        body = orjson.dumps({"events": events})
+        self._batch_size = len(events)
         response = self._retry.call(lambda: self._post(body))
         return self._handle(items, response)
 
     def _post(self, body: bytes) -> httpx.Response:
-        if self._stop_event.is_set():
+        # A batch taken just before another sender's 429 waits it out too.
+        if self._stop_event.wait(self._pipeline.pause_remaining_s()):
             raise Stopped
         try:
             response = self._client.post(EVENTS_BATCH_PATH, content=body)
@@ -157,27 +163,48 @@ class Sender:
         return items
 
     def _triage(self, items: list[Item], error: LagoStatusError) -> Work:
-        per_index = _per_index(error.error_details, len(items))
+        per_index = _per_index(error.error_details, sum(item[3] for item in items))
         if per_index is None:
             return self._split_or_quarantine(items, error)
         duplicates: list[Item] = []
         rejected: list[tuple[Item, Any]] = []
         rest: list[Item] = []
-        for index, item in enumerate(items):
-            detail = per_index.get(index)
+        for part, detail in self._answers(items, per_index):
             if detail is None:
-                rest.append(item)
+                rest.append(part)
             elif detail == _DUPLICATE:
-                duplicates.append(item)
+                duplicates.append(part)
             else:
-                rejected.append((item, detail))
+                rejected.append((part, detail))
         if duplicates:
             self._pipeline.acked(duplicates)
         if rejected:
             self._quarantine(rejected, error.status_code)
         return [rest] if rest else []
 
+    def _answers(
+        self, items: list[Item], per_index: dict[int, Any]
+    ) -> list[tuple[Item, Any]]:
+        # Lago answers per event. An item is settled whole when all its events
+        # are accepted or duplicates; otherwise it is split into one item per
+        # event, so that each is settled (and a rejection reported) alone.
+        answers: list[tuple[Item, Any]] = []
+        position = 0
+        for item in items:
+            count = item[3]
+            details = [per_index.get(position + offset) for offset in range(count)]
+            position += count
+            first = details[0]
+            whole = first is None or first == _DUPLICATE
+            if count == 1 or (whole and details.count(first) == count):
+                answers.append((item, first))
+            else:
+                answers.extend(zip(self._pipeline.split(item), details, strict=True))
+        return answers
+
     def _split_or_quarantine(self, items: list[Item], error: LagoStatusError) -> Work:
+        if len(items) == 1 and items[0][3] > 1:
+            items = self._pipeline.split(items[0])
         if len(items) > 1:
             middle = len(items) // 2
             return [items[middle:], items[:middle]]
@@ -186,21 +213,22 @@ class Sender:
         return []
 
     def _quarantine(self, rejected: list[tuple[Item, Any]], status: int) -> None:
+        records = self._pipeline.records_of([item for item, _ in rejected])
         entries = [
             {
-                "event": json.loads(payload),
+                "event": events_of(record)[0],
                 "status": status,
                 "error": detail,
                 "quarantined_at": time.time(),
             }
-            for (payload, _), detail in rejected
+            for record, (_, detail) in zip(records, rejected, strict=True)
         ]
         self._write_dead_letters(entries)
         self._pipeline.quarantined([item for item, _ in rejected])
         by_reason: dict[str, list[bytes]] = {}
-        for (payload, _), detail in rejected:
+        for record, (_, detail) in zip(records, rejected, strict=True):
             reason = f"rejected: {describe_error_details(detail) or detail}"
-            by_reason.setdefault(reason, []).append(payload)
+            by_reason.setdefault(reason, []).append(record)
         for reason, payloads in by_reason.items():
             self._hooks.dropped(payloads, reason)
         self._limiter.log(

@@ -4,132 +4,90 @@ Layout under ``spool_dir``::
 
     lane-<pid>-<ns>/        one per live meter, locked with flock(2)
         lock
-        00000001.seg        framed event JSON, append-only, rotated by size
+        00000001.seg        framed call records (see ``_records``), append-only
         00000001.done       framed indices of the records Lago resolved
     dead-letter.jsonl       events Lago rejected, with its error, one a line
 
 Guarantees and limits:
 
 - ``append`` copies the record into a shared memory map of a preallocated
-  segment, on the caller's thread: no system call (which would let another
-  thread take the GIL mid-``record``), and the record is in the page cache
-  when ``record`` returns, so it survives ``kill -9`` of the process. It
-  survives a power loss only with ``fsync_interval_s`` set, and then only
-  what was written more than that interval before the loss. Segments are
-  reserved with ``posix_fallocate``, so a full disk is an error at rotation,
-  never a fault while writing into the map.
+  segment, on the caller's thread, with no system call and no lock of its
+  own (the caller serialises appends), so ``record`` never gives up the
+  GIL mid-call. The record is in the page cache when ``record`` returns, so
+  it survives ``kill -9`` of the process. It survives a power loss only
+  with ``fsync_interval_s`` set, and then only what was written more than
+  that interval before the loss. Segments are reserved with
+  ``posix_fallocate``, so a full disk is an error at rotation, never a
+  fault while writing into the map.
+- The slow work happens on the housekeeping thread (:meth:`Spool.maintain`):
+  faulting pages in ahead of the writer, preparing the next segment while
+  the current one fills, sealing full ones (about 1.5 ms each). ``append``
+  creates a segment itself only if that thread fell behind.
 - A lane is owned by one meter (flock). A lane whose lock is free belongs to
   a dead process and is adopted by the next meter on the same ``spool_dir``:
   its records not listed in a ``.done`` file are sent again. Lago dedupes on
   ``transaction_id``, so a record acked just before a crash is not billed
   twice.
 - A segment is deleted once all its records are resolved (acked, dropped or
-  quarantined) and it is no longer written to.
-- Disk use is bounded by ``max_bytes``; ``append`` refuses past it.
+  quarantined) and it is sealed.
+- Disk use is bounded by ``max_bytes``, the prepared next segment included;
+  ``append`` refuses past it.
 """
 
 from __future__ import annotations
 
-import fcntl
 import json
 import logging
-import mmap
 import os
 import threading
 import time
 from collections import deque
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
-from tokbill.ingest._frames import (
-    FRAME_OVERHEAD,
-    decode_indices,
-    encode_indices,
-    frame,
-    read_frames,
+from tokbill.ingest._backlog import Cursor, read_from, unresolved_records
+from tokbill.ingest._frames import FRAME_OVERHEAD, encode_indices, write_frame
+from tokbill.ingest._records import event_count
+from tokbill.ingest._segments import (
+    FILE_MODE,
+    NEVER,
+    Item,
+    Lane,
+    Prefaulter,
+    Segment,
+    close_quietly,
+    load_segment,
+    open_segment,
+    seal,
+    size_or_zero,
+    sync_directory,
+    try_lock,
 )
 
-__all__ = ["DEAD_LETTER_NAME", "Ref", "Spool", "SpoolFullError"]
+__all__ = ["DEAD_LETTER_NAME", "Item", "Spool", "SpoolFullError"]
 
 logger = logging.getLogger(__name__)
 
 DEAD_LETTER_NAME = "dead-letter.jsonl"
 _LANE_PREFIX = "lane-"
 _LOCK_NAME = "lock"
-_FILE_MODE = 0o600
-_READ_CHUNK_BYTES = 1024 * 1024
+_PREFAULT_AHEAD: Final = 1024 * 1024
+"""Bytes of the current segment kept faulted in ahead of the writer: at
+8,000 events/s (about 80 bytes each) that is over a second of writing."""
 
 
 class SpoolFullError(Exception):
     """The spool cannot take more records (its bound, or the disk, is full)."""
 
 
-class _Segment:
-    """One segment file and what is known about its records."""
-
-    __slots__ = (
-        "done",
-        "capacity",
-        "done_fd",
-        "fd",
-        "map",
-        "lane",
-        "number",
-        "read_fd",
-        "records",
-        "sealed",
-        "size",
-        "unresolved",
-    )
-
-    def __init__(self, lane: _Lane, number: int) -> None:
-        self.lane = lane
-        self.number = number
-        self.fd: int | None = None
-        self.map: mmap.mmap | None = None
-        self.capacity = 0
-        self.read_fd: int | None = None
-        self.done_fd: int | None = None
-        self.size = 0
-        self.records = 0
-        self.unresolved = 0
-        self.sealed = False
-        self.done: bytearray | None = None
-
-    def path(self, suffix: str) -> Path:
-        return self.lane.path / f"{self.number:08d}{suffix}"
-
-
-Ref = tuple[_Segment, int]
-"""Where one record lives: its segment and its index there."""
-
-
-class _Lane:
-    """A directory of segments owned by one meter, held by an flock."""
-
-    def __init__(self, path: Path, lock_fd: int) -> None:
-        self.path = path
-        self.lock_fd: int | None = lock_fd
-        self.segments: dict[int, _Segment] = {}
-
-
-class _Cursor:
-    """A position in a segment from which records are still to be read."""
-
-    __slots__ = ("index", "offset", "segment")
-
-    def __init__(self, segment: _Segment, offset: int, index: int) -> None:
-        self.segment = segment
-        self.offset = offset
-        self.index = index
-
-
 class Spool:
     """The durable side of a meter's buffer; see the module docstring.
 
-    Thread safety: every method takes the spool's own lock, except the file
-    reads of :meth:`read_backlog`, which only one thread (the dispatcher) runs.
+    Thread safety: :meth:`append` must be serialised by the caller (the
+    pipeline's lock) and takes the spool's lock only to switch segments;
+    every other method takes the spool's lock. :meth:`read_backlog` and
+    :meth:`maintain` run on one thread only (the dispatcher).
     """
 
     def __init__(
@@ -139,21 +97,28 @@ class Spool:
         max_bytes: int,
         segment_bytes: int,
         fsync_interval_s: float | None,
+        wake: Callable[[], object],
     ) -> None:
         self.root = root
         self._max_bytes = max_bytes
         self._segment_bytes = segment_bytes
         self._fsync_interval_s = fsync_interval_s
+        self._wake = wake
         self._lock = threading.Lock()
         self._bytes = 0
-        self._lane: _Lane | None = None
-        self._head: _Segment | None = None
-        self._adopted: list[_Lane] = []
-        self._backlog: deque[_Cursor] = deque()
-        self._spill: _Cursor | None = None
+        self._lane: Lane | None = None
+        self._head: Segment | None = None
+        self._spare: Segment | None = None
+        self._full: list[Segment] = []
+        self._parts: dict[tuple[Segment, int], int] = {}
+        self._next_number = 1
+        self._adopted: list[Lane] = []
+        self._backlog: deque[Cursor] = deque()
+        self._spill: Cursor | None = None
         self._unsynced = False
         self._last_sync = time.monotonic()
         self._closed = False
+        self._prefaulter = Prefaulter()
 
     @property
     def bytes_used(self) -> int:
@@ -173,33 +138,36 @@ class Spool:
         # mistake a lane being born for one whose owner died.
         nascent = self.root / f".{name}"
         nascent.mkdir()
-        lock_fd = _try_lock(nascent / _LOCK_NAME)
+        lock_fd = try_lock(nascent / _LOCK_NAME)
         if lock_fd is None:
             raise OSError(f"The new spool lane {nascent} is locked by someone else.")
         path = self.root / name
         nascent.rename(path)
-        self._lane = _Lane(path, lock_fd)
-        self._head = self._new_segment(1)
+        self._lane = Lane(path, lock_fd)
+        self._head = self._new_segment(0)
 
-    def append(self, payloads: Sequence[bytes]) -> list[Ref]:
-        """Copy ``payloads`` into the segment map and return where they are.
+    def append(self, record: bytes) -> tuple[Segment, int, int]:
+        """Copy ``record`` into the segment map; return the segment, the
+        record's index there and the offset of its frame (see :meth:`records`).
 
         Raises:
             SpoolFullError: past ``max_bytes``, or the disk has no room for
                 a new segment.
         """
-        data = b"".join([frame(payload) for payload in payloads])
-        with self._lock:
-            head = self._writable_head(len(data))
-            assert head.map is not None
-            end = head.size + len(data)
-            head.map[head.size : end] = data
-            first = head.records
-            head.size = end
-            head.records += len(payloads)
-            head.unresolved += len(payloads)
-            self._unsynced = True
-        return [(head, first + offset) for offset in range(len(payloads))]
+        head = self._head
+        framed = FRAME_OVERHEAD + len(record)
+        if head is None or head.size + framed > head.capacity:
+            head = self._rotate(framed)
+        offset = head.size
+        end = write_frame(head.map, offset, record)  # type: ignore[arg-type]
+        index = head.records
+        head.records = index + 1
+        head.size = end
+        self._unsynced = True
+        if end >= head.wake_at:
+            head.wake_at = NEVER
+            self._wake()
+        return head, index, offset
 
     def begin_spill(self) -> None:
         """From now on, appended records also wait in the backlog."""
@@ -207,7 +175,7 @@ class Spool:
             head = self._head
             assert head is not None
             if self._spill is None:
-                self._spill = _Cursor(head, head.size, head.records)
+                self._spill = Cursor(head, head.size, head.records)
                 self._backlog.append(self._spill)
 
     def end_spill_if_caught_up(self) -> bool:
@@ -226,19 +194,75 @@ class Spool:
             self._spill = None
             return True
 
-    def resolve(self, refs: Iterable[Ref]) -> None:
-        """Record that Lago resolved these records; delete finished segments."""
-        by_segment: dict[_Segment, list[int]] = {}
-        for segment, index in refs:
-            by_segment.setdefault(segment, []).append(index)
+    def split(self, segment: Segment, index: int, parts: int) -> None:
+        """The record at ``index`` now travels as ``parts`` items; it is
+        resolved on disk once all of them are."""
         with self._lock:
+            key = (segment, index)
+            self._parts[key] = self._parts.get(key, 1) - 1 + parts
+
+    def resolve(self, items: Iterable[Item]) -> None:
+        """Record that Lago resolved these items; delete finished segments."""
+        by_segment: dict[Segment, list[int]] = {}
+        with self._lock:
+            for _, segment, index, _, _ in items:
+                if segment is not None and self._last_part(segment, index):
+                    by_segment.setdefault(segment, []).append(index)
+            if not by_segment:
+                return
             for segment, indices in by_segment.items():
                 self._resolve_in(segment, indices)
             for lane in {segment.lane for segment in by_segment}:
                 self._release_if_drained(lane)
 
+    def records(self, items: Sequence[Item]) -> list[bytes]:
+        """The record of each item, read from the segment when the item only
+        points there."""
+        found: list[bytes] = []
+        with self._lock:
+            for data, segment, _, _, size in items:
+                if isinstance(data, bytes):
+                    found.append(data)
+                    continue
+                assert segment is not None
+                start = data + FRAME_OVERHEAD
+                if segment.map is not None:
+                    found.append(segment.map[start : start + size])
+                else:
+                    found.append(self._pread(segment, start, size))
+        return found
+
+    def maintain(self) -> None:
+        """Seal full segments, prepare the next one, and fault pages in
+        ahead of the writer; on the dispatcher's thread only."""
+        with self._lock:
+            full, self._full = self._full, []
+            # Detached under the lock, so that readers see a map or none.
+            detached = [(segment, segment.map) for segment in full]
+            for segment in full:
+                segment.map = None
+        for segment, memory in detached:
+            # Nothing writes to a full segment any more, so the slow unmap
+            # and truncation run outside the lock.
+            freed = seal(segment, memory)
+            with self._lock:
+                segment.sealed = True
+                self._bytes -= freed
+                self._delete_if_finished(segment)
+        with self._lock:
+            head = self._head
+            if head is None:
+                return
+            if self._spare is None and head.size * 2 >= head.capacity:
+                self._spare = self._spare_or_none()
+            spare = self._spare
+        for ahead in (head, spare):
+            if ahead is not None:
+                self._prefaulter.populate(ahead, ahead.size + _PREFAULT_AHEAD)
+        head.wake_at = self._next_wake(head, spare is not None)
+
     def adopt_orphans(self) -> int:
-        """Take over lanes of dead processes; return how many records await."""
+        """Take over lanes of dead processes; return how many events await."""
         pending = 0
         owned = {lane.path for lane in self._adopted}
         if self._lane is not None:
@@ -246,22 +270,26 @@ class Spool:
         for path in sorted(self.root.glob(f"{_LANE_PREFIX}*")):
             if path in owned or not path.is_dir():
                 continue
-            lock_fd = _try_lock(path / _LOCK_NAME)
+            lock_fd = try_lock(path / _LOCK_NAME)
             if lock_fd is not None:
-                pending += self._adopt(_Lane(path, lock_fd))
+                pending += self._adopt(Lane(path, lock_fd))
         return pending
 
-    def read_backlog(self, limit: int) -> list[tuple[bytes, Ref]]:
-        """Up to ``limit`` records that wait on disk only, oldest lanes first."""
-        found: list[tuple[bytes, Ref]] = []
-        while len(found) < limit:
+    def read_backlog(self, limit: int) -> list[Item]:
+        """Records that wait on disk only, oldest lanes first, until they
+        hold ``limit`` events (or up to three more)."""
+        found: list[Item] = []
+        events = 0
+        while events < limit:
             with self._lock:
                 cursor = self._backlog[0] if self._backlog else None
                 end = cursor.segment.size if cursor else 0
             if cursor is None:
                 break
             start = cursor.offset
-            found.extend(self._read_from(cursor, end, limit - len(found)))
+            read = read_from(cursor, end, limit - events)
+            found.extend(read)
+            events += sum(item[3] for item in read)
             with self._lock:
                 if self._is_exhausted(cursor):
                     self._backlog.popleft()
@@ -270,11 +298,24 @@ class Spool:
                     break
         return found
 
+    def peek_backlog(self) -> list[bytes]:
+        """The records that wait on disk only, without taking them.
+
+        The caller keeps :meth:`read_backlog` from running meanwhile, so no
+        record moves between the disk and memory unseen. Costs a read of
+        the backlog's segments.
+        """
+        with self._lock:
+            spans = [
+                (c.segment, c.offset, c.index, c.segment.size) for c in self._backlog
+            ]
+        return [record for span in spans for record in unresolved_records(*span)]
+
     def dead_letter(self, entries: Sequence[dict[str, Any]]) -> None:
         """Append ``entries`` as JSON lines to the dead-letter file."""
         data = "".join(json.dumps(entry) + "\n" for entry in entries).encode()
         fd = os.open(
-            self.dead_letter_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, _FILE_MODE
+            self.dead_letter_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, FILE_MODE
         )
         try:
             os.write(fd, data)
@@ -293,7 +334,7 @@ class Spool:
             self._last_sync = now
             if head is not None and head.map is not None:
                 head.map.flush()
-                _sync_directory(head.lane.path)
+                sync_directory(head.lane.path)
 
     def close(self) -> None:
         """Release every lane; delete the own lane if nothing in it is pending."""
@@ -302,12 +343,15 @@ class Spool:
             self._spill = None
             for lane in [*self._adopted, *([self._lane] if self._lane else [])]:
                 for segment in list(lane.segments.values()):
-                    self._seal(segment)
+                    memory, segment.map = segment.map, None
+                    self._bytes -= seal(segment, memory)
+                    segment.sealed = True
                     self._delete_if_finished(segment)
                 self._release(lane, remove=not lane.segments)
             self._adopted.clear()
             self._lane = None
-            self._head = None
+            self._head = self._spare = None
+            self._full = []
             self._closed = True
 
     def forget(self) -> None:
@@ -317,98 +361,117 @@ class Spool:
                 if segment.map is not None:
                     segment.map.close()
                 for fd in (segment.fd, segment.read_fd, segment.done_fd):
-                    _close_quietly(fd)
-            _close_quietly(lane.lock_fd)
+                    close_quietly(fd)
+                close_quietly(segment.send_fd)
+            close_quietly(lane.lock_fd)
         self._adopted.clear()
         self._lane = None
-        self._head = None
+        self._head = self._spare = None
+        self._full = []
         self._backlog.clear()
         self._lock = threading.Lock()
         self._bytes = 0
 
-    def _writable_head(self, incoming: int) -> _Segment:
-        head = self._head
-        if head is None:
-            raise SpoolFullError("The spool is closed.")
-        if head.size + incoming > head.capacity:
-            head = self._rotate(head, incoming)
-        return head
+    def _pread(self, segment: Segment, start: int, size: int) -> bytes:
+        # The segment outlives every unresolved record in it, and its
+        # descriptor is opened and closed under the lock held here.
+        if segment.send_fd is None:
+            segment.send_fd = os.open(segment.path(".seg"), os.O_RDONLY)
+        return os.pread(segment.send_fd, size, start)
 
-    def _rotate(self, head: _Segment, incoming: int) -> _Segment:
-        new = self._new_segment(head.number + 1, incoming)
-        self._seal(head)
-        if self._spill is not None:
-            self._backlog.append(_Cursor(new, 0, 0))
-            self._spill = self._backlog[-1]
-        self._delete_if_finished(head)
+    def _last_part(self, segment: Segment, index: int) -> bool:
+        remaining = self._parts.get((segment, index))
+        if remaining is None:
+            return True
+        if remaining > 1:
+            self._parts[(segment, index)] = remaining - 1
+            return False
+        del self._parts[(segment, index)]
+        return True
+
+    def _rotate(self, incoming: int) -> Segment:
+        with self._lock:
+            old = self._head
+            if old is None:
+                raise SpoolFullError("The spool is closed.")
+            spare = self._spare
+            if spare is not None and incoming <= spare.capacity:
+                self._spare = None
+                new = spare
+            else:
+                new = self._new_segment(incoming)
+            self._head = new
+            self._full.append(old)
+            if self._spill is not None:
+                self._backlog.append(Cursor(new, 0, 0))
+                self._spill = self._backlog[-1]
+        self._wake()
         return new
 
-    def _seal(self, segment: _Segment) -> None:
-        # Give back the reserved tail: the segment never grows again.
-        segment.sealed = True
-        if segment.map is not None:
-            segment.map.close()
-            segment.map = None
-        if segment.fd is not None:
-            os.ftruncate(segment.fd, segment.size)
-            _close_quietly(segment.fd)
-            segment.fd = None
-            self._bytes -= segment.capacity - segment.size
-            segment.capacity = segment.size
-
-    def _new_segment(self, number: int, incoming: int = 0) -> _Segment:
+    def _new_segment(self, incoming: int) -> Segment:
         assert self._lane is not None
         capacity = max(min(self._segment_bytes, self._max_bytes), incoming)
         if self._bytes + capacity > self._max_bytes:
             raise SpoolFullError(f"The spool holds its limit of {self._max_bytes} B.")
-        segment = _Segment(self._lane, number)
-        fd = os.open(segment.path(".seg"), os.O_RDWR | os.O_CREAT, _FILE_MODE)
         try:
-            os.posix_fallocate(fd, 0, capacity)
-            segment.map = mmap.mmap(fd, capacity)
+            segment = open_segment(self._lane, self._next_number, capacity)
         except OSError as exc:
-            os.close(fd)
-            segment.path(".seg").unlink(missing_ok=True)
             raise SpoolFullError(f"No room for a spool segment: {exc}.") from exc
-        segment.fd = fd
-        segment.capacity = capacity
+        self._next_number += 1
         self._bytes += capacity
-        self._lane.segments[number] = segment
-        self._head = segment
+        self._lane.segments[segment.number] = segment
         return segment
 
-    def _resolve_in(self, segment: _Segment, indices: list[int]) -> None:
+    def _spare_or_none(self) -> Segment | None:
+        try:
+            return self._new_segment(0)
+        except SpoolFullError:
+            # No room for a spare now: the writer will try when it needs one.
+            return None
+
+    def _next_wake(self, head: Segment, has_spare: bool) -> int:
+        # The offsets at which the writer should call for this thread again:
+        # half-way through the prefaulted stretch, and half-way through the
+        # segment while no spare is ready. Past both, the periodic tick does.
+        marks = []
+        if head.prefaulted < head.capacity:
+            marks.append(head.prefaulted - _PREFAULT_AHEAD // 2)
+        if not has_spare:
+            marks.append(head.capacity // 2)
+        return min((mark for mark in marks if mark > head.size), default=NEVER)
+
+    def _resolve_in(self, segment: Segment, indices: list[int]) -> None:
         data = encode_indices(indices)
         if segment.done_fd is None:
             segment.done_fd = os.open(
                 segment.path(".done"),
                 os.O_WRONLY | os.O_CREAT | os.O_APPEND,
-                _FILE_MODE,
+                FILE_MODE,
             )
         os.write(segment.done_fd, data)
         self._bytes += len(data)
-        segment.unresolved -= len(indices)
+        segment.resolved += len(indices)
         if not self._closed:
             self._delete_if_finished(segment)
 
-    def _delete_if_finished(self, segment: _Segment) -> None:
+    def _delete_if_finished(self, segment: Segment) -> None:
         if not segment.sealed or segment.unresolved > 0:
             return
         if any(cursor.segment is segment for cursor in self._backlog):
             return
-        for fd in (segment.fd, segment.read_fd, segment.done_fd):
-            _close_quietly(fd)
-        self._bytes -= segment.capacity + _size_or_zero(segment.path(".done"))
+        for fd in (segment.fd, segment.read_fd, segment.done_fd, segment.send_fd):
+            close_quietly(fd)
+        self._bytes -= segment.capacity + size_or_zero(segment.path(".done"))
         for suffix in (".seg", ".done"):
             segment.path(suffix).unlink(missing_ok=True)
         segment.lane.segments.pop(segment.number, None)
 
-    def _release_if_drained(self, lane: _Lane) -> None:
+    def _release_if_drained(self, lane: Lane) -> None:
         if lane in self._adopted and not lane.segments:
             self._release(lane, remove=True)
             self._adopted.remove(lane)
 
-    def _adopt(self, lane: _Lane) -> int:
+    def _adopt(self, lane: Lane) -> int:
         pending = 0
         with self._lock:
             self._adopted.append(lane)
@@ -417,111 +480,41 @@ class Spool:
             self._release_if_drained(lane)
         return pending
 
-    def _adopt_segment(self, lane: _Lane, number: int) -> int:
-        segment = _Segment(lane, number)
-        segment.sealed = True
-        data = segment.path(".seg").read_bytes()
-        payloads, valid = read_frames(data)
-        if data.count(0, valid) < len(data) - valid:
-            logger.warning(
-                "Skipped a torn or corrupt tail of %d bytes in %s.",
-                len(data) - valid,
-                segment.path(".seg"),
-            )
-        segment.size = valid
-        segment.capacity = len(data)
-        segment.records = len(payloads)
-        segment.done = bytearray(len(payloads))
-        done_path = segment.path(".done")
-        if done_path.exists():
-            for index in decode_indices(done_path.read_bytes()):
-                if index < len(payloads):
-                    segment.done[index] = 1
-        segment.unresolved = len(payloads) - sum(segment.done)
+    def _adopt_segment(self, lane: Lane, number: int) -> int:
+        segment, payloads = load_segment(lane, number)
         lane.segments[number] = segment
-        self._bytes += len(data) + _size_or_zero(done_path)
-        if segment.unresolved:
-            self._backlog.appendleft(_Cursor(segment, 0, 0))
-        else:
+        self._bytes += segment.capacity + size_or_zero(segment.path(".done"))
+        if not segment.unresolved:
             self._delete_if_finished(segment)
-        return segment.unresolved
+            return 0
+        self._backlog.appendleft(Cursor(segment, 0, 0))
+        done = segment.done or bytearray(len(payloads))
+        return sum(
+            event_count(payload)
+            for payload, resolved in zip(payloads, done, strict=True)
+            if not resolved
+        )
 
-    def _read_from(
-        self, cursor: _Cursor, end: int, limit: int
-    ) -> list[tuple[bytes, Ref]]:
-        segment = cursor.segment
-        if segment.read_fd is None:
-            segment.read_fd = os.open(segment.path(".seg"), os.O_RDONLY)
-        size = min(end - cursor.offset, _READ_CHUNK_BYTES)
-        payloads, _ = read_frames(os.pread(segment.read_fd, size, cursor.offset))
-        found: list[tuple[bytes, Ref]] = []
-        for payload in payloads:
-            if len(found) >= limit:
-                break
-            index = cursor.index
-            cursor.index += 1
-            cursor.offset += FRAME_OVERHEAD + len(payload)
-            if segment.done is None or not segment.done[index]:
-                found.append((payload, (segment, index)))
-        return found
-
-    def _is_exhausted(self, cursor: _Cursor) -> bool:
-        segment = cursor.segment
+    def _is_exhausted(self, cursor: Cursor) -> bool:
+        # A segment other than the head takes no more records.
         return (
-            segment.sealed
-            and cursor.offset >= segment.size
+            cursor.segment is not self._head
+            and cursor.offset >= cursor.segment.size
             and cursor is not self._spill
         )
 
-    def _close_read_fd(self, segment: _Segment) -> None:
-        _close_quietly(segment.read_fd)
+    def _close_read_fd(self, segment: Segment) -> None:
+        close_quietly(segment.read_fd)
         segment.read_fd = None
         self._delete_if_finished(segment)
         self._release_if_drained(segment.lane)
 
-    def _release(self, lane: _Lane, *, remove: bool) -> None:
+    def _release(self, lane: Lane, *, remove: bool) -> None:
         if remove:
             (lane.path / _LOCK_NAME).unlink(missing_ok=True)
             try:
                 lane.path.rmdir()
             except OSError:
                 logger.warning("Could not remove the spool lane %s.", lane.path)
-        _close_quietly(lane.lock_fd)
+        close_quietly(lane.lock_fd)
         lane.lock_fd = None
-
-
-def _try_lock(path: Path) -> int | None:
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, _FILE_MODE)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        os.close(fd)
-        return None
-    return fd
-
-
-def _close_quietly(fd: int | None) -> None:
-    if fd is not None:
-        try:
-            os.close(fd)
-        except OSError:
-            # Closing can only fail for a descriptor already gone; nothing
-            # is pending on it.
-            pass
-
-
-def _size_or_zero(path: Path) -> int:
-    try:
-        return path.stat().st_size
-    except FileNotFoundError:
-        return 0
-
-
-def _sync_directory(path: Path) -> None:
-    # A new segment file survives a power loss only once its directory
-    # entry is on disk too.
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
