@@ -18,7 +18,9 @@ class AsyncTokenMeter(MeterBase):
     ``record`` is the same synchronous call: it never blocks on I/O, so it is
     safe on the event loop. ``await flush()`` and ``await close()`` wait in a
     worker thread, so the loop keeps running while they do; both return by
-    their deadline.
+    their deadline. ``pending_events`` is synchronous too (the usage
+    estimate calls it so); it touches the disk only for events that wait in
+    the spool alone, after an outage or a restart.
     """
 
     async def flush(self, timeout_s: float = 5.0) -> FlushReport:

@@ -28,7 +28,7 @@ from tokbill.ingest._events import (
 from tokbill.ingest._hooks import DropCallback, ErrorCallback, Hooks, RateLimitCallback
 from tokbill.ingest._logs import LogLimiter
 from tokbill.ingest._options import DEFAULT_METRIC_CODE, MeterOptions
-from tokbill.ingest._records import CallEncoder
+from tokbill.ingest._records import CallEncoder, events_of
 from tokbill.ingest._report import FlushReport, MeterStats
 from tokbill.ingest._runtime import Connection, Runtime
 from tokbill.ingest._usage import Usage, anthropic_usage, openai_usage
@@ -270,6 +270,30 @@ class MeterBase:
     def stats(self) -> MeterStats:
         """A consistent snapshot of the counters (see :class:`MeterStats`)."""
         return self._runtime.stats()
+
+    def pending_events(self, subscription_id: str) -> list[dict[str, Any]]:
+        """The Lago event bodies recorded for ``subscription_id`` that Lago
+        has not acknowledged: buffered, in flight, or waiting in the spool.
+
+        This is what ``UsageClient.estimate`` adds to Lago's figure. It is a
+        snapshot: an event acknowledged meanwhile may still be listed and
+        one recorded meanwhile may be missing, but none is listed twice.
+        Events recovered from an earlier process's spool are included once
+        the meter has started (its first ``record``, ``flush`` or ``close``).
+
+        Cost: linear in the pending events of every subscription. ``record``
+        waits only while the in-memory buffer is copied (5 ns per pending
+        call measured, so 0.5 ms for a full buffer of 100,000); then every
+        pending record is decoded, and events that wait on disk only are
+        read from the spool. Meant for occasional calls, not per request.
+        """
+        records = self._runtime.pipeline.pending_records()
+        return [
+            event
+            for record in records
+            for event in events_of(record)
+            if event.get("external_subscription_id") == subscription_id
+        ]
 
     def __repr__(self) -> str:
         return (
