@@ -18,8 +18,10 @@ from tokbill._errors import ConfigurationError
 __all__ = [
     "API_KEY_ENV",
     "API_URL_ENV",
+    "EMBEDDED_API_KEY",
     "EMBEDDED_DB_PATH",
     "LOCAL",
+    "api_key_for",
     "resolve_api_url",
     "url_from_env",
 ]
@@ -29,6 +31,9 @@ API_KEY_ENV = "LAGO_API_KEY"
 LOCAL = "local"
 EMBEDDED_DB_PATH = Path(".tokbill") / "lago.sqlite3"
 """The embedded emulator's state, relative to the current directory."""
+EMBEDDED_API_KEY = "tokbill-embedded"
+"""Sent to the embedded emulator when no key is set: like Lago, it answers
+401 to a request without one, but it accepts any key."""
 
 _API_SUFFIX = "/api/v1"
 
@@ -58,6 +63,13 @@ def resolve_api_url(api_url: str, *, db_path: Path | None = None) -> str:
     if not path.endswith(_API_SUFFIX):
         path += _API_SUFFIX
     return f"{parts.scheme}://{parts.netloc}{path}"
+
+
+def api_key_for(api_url: str, api_key: str | None) -> str | None:
+    """The key to send: ``api_key``, or a placeholder for ``local`` without one."""
+    if api_key or api_url.strip() != LOCAL:
+        return api_key
+    return EMBEDDED_API_KEY
 
 
 def url_from_env() -> str:

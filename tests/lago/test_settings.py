@@ -3,7 +3,12 @@ from __future__ import annotations
 import pytest
 
 from tokbill import ConfigurationError
-from tokbill._settings import resolve_api_url, url_from_env
+from tokbill._settings import (
+    EMBEDDED_API_KEY,
+    api_key_for,
+    resolve_api_url,
+    url_from_env,
+)
 
 
 @pytest.mark.parametrize(
@@ -32,3 +37,9 @@ def test_a_url_that_is_not_http_is_a_configuration_error(given: str) -> None:
 def test_the_library_never_falls_back_silently_when_the_env_is_empty() -> None:
     with pytest.raises(ConfigurationError, match="LAGO_API_URL is not set"):
         url_from_env()
+
+
+def test_local_without_a_key_gets_the_embedded_placeholder_and_nothing_else() -> None:
+    assert api_key_for("local", None) == EMBEDDED_API_KEY
+    assert api_key_for("local", "mine") == "mine"
+    assert api_key_for("http://localhost:3000", None) is None

@@ -12,7 +12,13 @@ from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 import click
 
-from tokbill._settings import API_KEY_ENV, API_URL_ENV, EMBEDDED_DB_PATH, LOCAL
+from tokbill._settings import (
+    API_KEY_ENV,
+    API_URL_ENV,
+    EMBEDDED_DB_PATH,
+    LOCAL,
+    api_key_for,
+)
 
 if TYPE_CHECKING:
     from tokbill.lago import LagoClient
@@ -33,8 +39,6 @@ __all__ = [
     "style",
 ]
 
-EMBEDDED_API_KEY: Final = "tokbill-embedded"
-"""The key sent to the embedded emulator when none is configured."""
 
 EXIT_OK: Final = 0
 EXIT_ERROR: Final = 1
@@ -98,6 +102,7 @@ def resolve_connection(
     on stderr. It accepts any key but, like Lago, answers 401 to a request
     without one, so a placeholder key is sent when none is configured.
     """
+    api_key = api_key_for(api_url or LOCAL, api_key)
     if api_url and api_url.strip() != LOCAL:
         return api_url, api_key
     from tokbill._settings import resolve_api_url
@@ -108,7 +113,7 @@ def resolve_connection(
         f"set {API_URL_ENV} or --api-url to target a real Lago.",
         err=True,
     )
-    return url, api_key or EMBEDDED_API_KEY
+    return url, api_key
 
 
 def open_client(api_url: str | None, api_key: str | None, **kwargs: Any) -> LagoClient:

@@ -17,7 +17,12 @@ from typing_extensions import Self
 
 from tokbill._errors import ConfigurationError
 from tokbill._secrets import ApiKey
-from tokbill._settings import key_from_env, resolve_api_url, url_from_env
+from tokbill._settings import (
+    api_key_for,
+    key_from_env,
+    resolve_api_url,
+    url_from_env,
+)
 from tokbill.ingest._events import (
     EventShape,
     check_id,
@@ -90,7 +95,9 @@ class MeterBase:
         self._encoder = CallEncoder(self._shape, self._options.max_event_bytes)
         self._checks_prices = known_models is not None or known_types is not None
         self._connection = Connection(
-            resolve_api_url(api_url), ApiKey(api_key or ""), transport
+            resolve_api_url(api_url),
+            ApiKey(api_key_for(api_url, api_key) or ""),
+            transport,
         )
         self._spool_dir = _checked_spool_dir(spool_dir)
         self._callbacks = (on_drop, on_error, on_rate_limit)

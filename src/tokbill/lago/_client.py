@@ -32,7 +32,12 @@ from tokbill._errors import (
     status_error,
 )
 from tokbill._secrets import ApiKey
-from tokbill._settings import key_from_env, resolve_api_url, url_from_env
+from tokbill._settings import (
+    api_key_for,
+    key_from_env,
+    resolve_api_url,
+    url_from_env,
+)
 from tokbill.lago._retry import retry_options
 
 __all__ = [
@@ -71,7 +76,7 @@ class _ClientBase:
         sleep: Callable[[float], Any] | None,
     ) -> None:
         self.api_url = resolve_api_url(api_url)
-        self._api_key = ApiKey(api_key or "")
+        self._api_key = ApiKey(api_key_for(api_url, api_key) or "")
         self.timeout_s = timeout_s
         self.max_retries = max_retries
         self._sleep = sleep
