@@ -12,6 +12,8 @@ Measured, all in one run so the ratios compare like with like:
 1. ``record`` latency per LLM call (two events), p50/p99/p99.9, at an offered
    load the agent SDK's single sender can keep up with (1,200 events/s), and
    for the meter also at 8,000 events/s; senders are sending meanwhile. The
+   clients take turns of one second (four each), so that none is measured
+   in a calmer moment of the shared machine than the others. The
    machine is shared: the share of its CPU that other processes used, and
    that the hypervisor stole, during this section is printed with it;
 2. sustained events/s at 20 ms server latency: record N events as fast as
@@ -52,6 +54,8 @@ SERVERS = Path(__file__).with_name("_bench_servers.py")
 SERVER_PIDS: list[int] = []
 LATENCY_S = 0.02
 KEY = "bench-key"
+LATENCY_TURNS = 4
+TURN_S = 1.0
 SUB = "sub_bench"
 
 
@@ -135,13 +139,16 @@ def agent_call(sdk: LagoSDK) -> Callable[[int], None]:
 
 
 def paced_latencies(
-    call: Callable[[int], None], rate: float, seconds: float
+    call: Callable[[int], None], rate: float, seconds: float, first: int = 0
 ) -> list[int]:
-    """Call at ``rate`` per second for ``seconds``; nanoseconds per call."""
+    """Call at ``rate`` per second for ``seconds``; nanoseconds per call.
+
+    Calls are numbered from ``first`` (the number makes the request id).
+    """
     latencies: list[int] = []
     interval = 1.0 / rate
     next_at = time.perf_counter()
-    for number in range(int(rate * seconds)):
+    for number in range(first, first + int(rate * seconds)):
         now = time.perf_counter()
         if now < next_at:
             time.sleep(next_at - now)
@@ -194,11 +201,15 @@ def latency_rows(sink: str, spool: str) -> list[Row]:
 
     def tokbill_case(spooled: bool, tag: str) -> Case:
         target = meter(sink, spool if spooled else None)
-        return meter_call(target, tag), lambda: target.close(30)
+        call = meter_call(target, tag)
+        call(-1)
+        return call, lambda: target.close(30)
 
     def agent_case() -> Case:
         sdk = agent(sink)
-        return agent_call(sdk), lambda: sdk.shutdown(30)
+        call = agent_call(sdk)
+        call(-1)
+        return call, lambda: sdk.shutdown(30)
 
     cases: list[tuple[str, int, Callable[[], Case]]] = [
         ("tokbill TokenMeter, spool on", 600, lambda: tokbill_case(True, "l1")),
@@ -206,11 +217,18 @@ def latency_rows(sink: str, spool: str) -> list[Row]:
         ("lago-agent-sdk 0.3.1 emit", 600, agent_case),
         ("tokbill TokenMeter, spool on", 4000, lambda: tokbill_case(True, "l3")),
     ]
-    for name, rate, make in cases:
-        call, close = make()
-        call(-1)
-        latencies = paced_latencies(call, rate, 4.0 if rate < 1000 else 2.0)
+    clients = [(name, rate, *make()) for name, rate, make in cases]
+    samples: list[list[int]] = [[] for _ in clients]
+    # The shared machine's speed drifts by tens of percent within seconds,
+    # so the clients take turns, one second at a time: each sees the same
+    # conditions, at its own offered load, in this one run.
+    for _turn in range(LATENCY_TURNS):
+        for (_, rate, call, _), latencies in zip(clients, samples, strict=True):
+            seconds = TURN_S if rate < 1000 else TURN_S / 2
+            latencies += paced_latencies(call, rate, seconds, len(latencies))
+    for (name, rate, _, close), latencies in zip(clients, samples, strict=True):
         close()
+        latencies.sort()
         p50, p99, p999 = (percentile_us(latencies, q) for q in (0.5, 0.99, 0.999))
         rows.append(
             Row(
