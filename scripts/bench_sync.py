@@ -105,22 +105,38 @@ def main() -> None:
         bumped.write_text(template_text(args.models, bump=args.models // 2))
         templates, changed = load_templates([base]), load_templates([bumped])
         with LagoClient(server.api_url, "bench") as client:
-            rows = [("first apply (creates)",
-                     *measure(server, lambda: _apply(client, templates), 1))]
-            rows.append(("plan (converged)",
-                         *measure(server, lambda: _plan(client, templates),
-                                  args.repeat)))
-            rows.append(("apply (converged, no-op)",
-                         *measure(server, lambda: _apply(client, templates),
-                                  args.repeat)))
-            rows.append(("apply (1 price changed)",
-                         *measure(server, lambda: _apply(client, changed), 1)))
+            rows = [
+                (
+                    "first apply (creates)",
+                    *measure(server, lambda: _apply(client, templates), 1),
+                )
+            ]
+            rows.append(
+                (
+                    "plan (converged)",
+                    *measure(server, lambda: _plan(client, templates), args.repeat),
+                )
+            )
+            rows.append(
+                (
+                    "apply (converged, no-op)",
+                    *measure(server, lambda: _apply(client, templates), args.repeat),
+                )
+            )
+            rows.append(
+                (
+                    "apply (1 price changed)",
+                    *measure(server, lambda: _apply(client, changed), 1),
+                )
+            )
     _print_table(args.models, rows)
 
 
 def _print_table(models: int, rows: list[tuple[str, Counter[str], float]]) -> None:
-    print(f"Template: 1 metric, 1 plan, {models} models x 2 types = "
-          f"{models * 2} prices; emulator in-process, real HTTP.")
+    print(
+        f"Template: 1 metric, 1 plan, {models} models x 2 types = "
+        f"{models * 2} prices; emulator in-process, real HTTP."
+    )
     print(f"{'operation':<26} {'seconds':>8} {'requests':>8} {'writes':>6}  by kind")
     for name, kinds, seconds in rows:
         total = sum(kinds.values())
