@@ -223,6 +223,7 @@ def test_auth_failure_holds_events_until_fixed(
     assert meter.stats().blocked is None
     blocked_lines = [r for r in caplog.records if "suspended" in r.getMessage()]
     assert len(blocked_lines) == 1
+    assert "kept in memory until close" in blocked_lines[0].getMessage()
     assert "TOPSECRET" not in caplog.text
 
 

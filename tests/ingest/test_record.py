@@ -211,6 +211,7 @@ def test_from_template_uses_the_charged_metric(
     assert meter.stats().unpriced == {"model=gpt-5": 6}
     warnings = [r for r in caplog.records if "model=gpt-5" in r.getMessage()]
     assert len(warnings) == 1
+    assert "no filter value of the metric llm_tokens;" in warnings[0].getMessage()
 
 
 def test_from_template_maps_renamed_filter_keys(tmp_path: Path) -> None:

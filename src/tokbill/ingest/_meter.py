@@ -401,8 +401,8 @@ class MeterBase:
         if value not in self._reported_unpriced:
             self._reported_unpriced.add(value)
             logger.warning(
-                "Events with %s are not priced by the metric %r's filters; they "
-                "are sent and counted in stats().unpriced.",
+                "Events with %s match no filter value of the metric %s; they are "
+                "sent and counted in stats().unpriced.",
                 value,
                 self.metric_code,
             )

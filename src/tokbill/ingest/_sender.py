@@ -150,12 +150,15 @@ class Sender:
         self, items: list[Item], error: LagoStatusError
     ) -> list[Item]:
         self._pipeline.block(f"{error.status_code}: {error}")
+        spooled = self._pipeline.spool is not None
+        kept = "in the spool" if spooled else "in memory until close"
         self._limiter.log(
             logging.ERROR,
             f"config-{error.status_code}",
-            "%s Sending is suspended and the events are kept; check the API "
+            "%s Sending is suspended and the events are kept %s; check the API "
             "key and URL. Probing again every %.3gs.",
             error,
+            kept,
             self._options.auth_probe_interval_s,
         )
         if self._stop_event.wait(self._options.auth_probe_interval_s):
