@@ -235,3 +235,35 @@ def test_list_is_paginated_newest_first(api: httpx.Client) -> None:
     }
     assert [item["code"] for item in second["billable_metrics"]] == ["m0"]
     assert (second["meta"]["next_page"], second["meta"]["prev_page"]) == (None, 1)
+
+
+def test_an_empty_list_is_page_zero_of_zero(api: httpx.Client) -> None:
+    body = ok(api.get("/billable_metrics"))
+
+    assert body == {
+        "billable_metrics": [],
+        "meta": {
+            "current_page": 0,
+            "next_page": None,
+            "prev_page": None,
+            "total_pages": 0,
+            "total_count": 0,
+        },
+    }
+
+
+@pytest.mark.parametrize(
+    "params",
+    [{"per_page": 10**30}, {"page": 10**30}, {"page": 2**40, "per_page": 2**40}],
+    ids=["huge-per-page", "huge-page", "huge-offset"],
+)
+def test_huge_page_numbers_are_an_answer_not_a_crash(
+    api: httpx.Client, params: dict[str, int]
+) -> None:
+    create_metric(api, filters=[])
+
+    body = ok(api.get("/billable_metrics", params=params))
+
+    assert body["meta"]["total_count"] == 1
+    page = params.get("page", 1)
+    assert len(body["billable_metrics"]) == (1 if page == 1 else 0)

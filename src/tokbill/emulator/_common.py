@@ -14,6 +14,8 @@ from tokbill.emulator import _errors
 from tokbill.emulator._store import Database, Row
 
 DEFAULT_PER_PAGE = 100
+# SQLite's largest integer: a bigger LIMIT or OFFSET cannot even be bound.
+_SQL_INT_MAX = 2**63 - 1
 
 
 @dataclass(frozen=True)
@@ -41,11 +43,12 @@ class Call:
 
 
 def _positive_int(text: str | None, default: int) -> int:
+    """A positive query integer, capped where SQLite can still bind it."""
     try:
         value = int(text) if text is not None else default
     except ValueError:
         return default
-    return value if value > 0 else default
+    return min(value, _SQL_INT_MAX) if value > 0 else default
 
 
 def paginate_live(
@@ -76,7 +79,8 @@ def paginate(
 ) -> dict[str, Any]:
     """A list body ``{root: [...], "meta": {...}}``; ``fetch(limit, offset)``."""
     page, per_page = call.page()
-    items = fetch(per_page, (page - 1) * per_page)
+    offset = (page - 1) * per_page
+    items = fetch(per_page, offset) if offset < total else []
     total_pages = math.ceil(total / per_page)
     meta = {
         "current_page": page if total else 0,
@@ -115,6 +119,16 @@ def as_bool(value: Any, default: bool = False) -> bool:
 def is_json_int(value: Any) -> TypeGuard[int]:
     """A JSON integer: an int that is not a bool."""
     return isinstance(value, int) and not isinstance(value, bool)
+
+
+def scalar(payload: dict[str, Any], key: str) -> Any:
+    """``payload[key]`` as Rails' strong parameters permit a scalar key.
+
+    ``permit(:key)`` drops an object or array sent where a scalar belongs,
+    so Lago sees such a field as missing; None stands for missing here.
+    """
+    value = payload.get(key)
+    return None if isinstance(value, (dict, list)) else value
 
 
 def optional_str(value: Any) -> str | None:
