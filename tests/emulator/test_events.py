@@ -77,8 +77,8 @@ def test_unix_second_timestamps_are_accepted(
 
 @pytest.mark.parametrize(
     "timestamp",
-    ["2022-04-29T13:59:51Z", "Fri, 29 Apr 2022", "NaN", True, {"s": 1}],
-    ids=["iso", "text", "nan", "bool", "object"],
+    ["2022-04-29T13:59:51Z", "Fri, 29 Apr 2022", "NaN", "", True],
+    ids=["iso", "text", "nan", "empty", "true"],
 )
 def test_other_timestamps_are_an_invalid_format(
     api: httpx.Client, timestamp: Any
@@ -88,14 +88,36 @@ def test_other_timestamps_are_an_invalid_format(
     assert _errors(response) == {"timestamp": ["invalid_format"]}
 
 
-def test_missing_timestamp_means_now(
-    pinned_api: httpx.Client,
-) -> None:
+@pytest.mark.parametrize(
+    "timestamp",
+    ["absent", None, False, {"s": 1}, [1651240791]],
+    ids=["absent", "null", "false", "object", "array"],
+)
+def test_missing_timestamp_means_now(pinned_api: httpx.Client, timestamp: Any) -> None:
+    # Rails' permit(:timestamp) drops objects and arrays, and Lago reads a
+    # falsy timestamp as "now".
     payload = {key: value for key, value in event({}).items() if key != "timestamp"}
+    if timestamp != "absent":
+        payload["timestamp"] = timestamp
 
     body = ok(pinned_api.post("/events", json={"event": payload}))
 
     assert body["event"]["timestamp"] == "2026-08-15T12:00:00.000Z"
+
+
+def test_an_object_where_a_scalar_belongs_is_a_missing_field(
+    api: httpx.Client,
+) -> None:
+    payload = {**event({}), "transaction_id": {"id": "t"}, "code": ["llm_tokens"]}
+
+    response = api.post("/events/batch", json={"events": [payload]})
+
+    assert _errors(response) == {
+        "0": {
+            "transaction_id": ["value_is_mandatory"],
+            "code": ["value_is_mandatory"],
+        }
+    }
 
 
 def test_duplicate_in_store_fails_its_index_and_rolls_back_the_batch(

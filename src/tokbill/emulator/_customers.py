@@ -10,7 +10,14 @@ from __future__ import annotations
 from typing import Any
 
 from tokbill.emulator import _errors
-from tokbill.emulator._common import Call, dumps, loads, paginate_live, require_found
+from tokbill.emulator._common import (
+    Call,
+    dumps,
+    loads,
+    paginate_live,
+    require_found,
+    scalar,
+)
 from tokbill.emulator._store import Database, Row, iso, new_id
 
 _ATTRIBUTES = (
@@ -92,7 +99,7 @@ def upsert(call: Call) -> dict[str, Any]:
     """``POST /customers``: create, or update the one with that ``external_id``."""
     db = call.db
     payload = call.root("customer")
-    external_id = payload.get("external_id")
+    external_id = scalar(payload, "external_id")
     if not external_id:
         raise _errors.field_error("external_id", "value_is_mandatory")
     given = {key: payload[key] for key in _ATTRIBUTES if key in payload}

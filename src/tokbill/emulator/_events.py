@@ -20,7 +20,14 @@ from decimal import ROUND_FLOOR, Decimal, InvalidOperation
 from typing import Any
 
 from tokbill.emulator import _errors
-from tokbill.emulator._common import Call, dumps, loads, paginate, require_found
+from tokbill.emulator._common import (
+    Call,
+    dumps,
+    loads,
+    paginate,
+    require_found,
+    scalar,
+)
 from tokbill.emulator._store import Database, Row, iso, new_id, parse_iso
 
 MAX_BATCH = 100
@@ -106,13 +113,15 @@ def _build(
     if not isinstance(payload, dict):
         return {"event": ["value_is_invalid"]}
     errors: dict[str, list[str]] = {}
-    transaction_id = payload.get("transaction_id")
+    transaction_id = scalar(payload, "transaction_id")
     if transaction_id is None or str(transaction_id).strip() == "":
         errors["transaction_id"] = ["value_is_mandatory"]
-    code = payload.get("code")
+    code = scalar(payload, "code")
     if code is None or str(code).strip() == "":
         errors["code"] = ["value_is_mandatory"]
-    moment = timestamps.resolve(payload.get("timestamp"))
+    stamp = scalar(payload, "timestamp")
+    # Lago tests the timestamp's truth in Ruby: false, like nil, means now.
+    moment = timestamps.resolve(None if stamp is False else stamp)
     if moment is None:
         errors["timestamp"] = ["invalid_format"]
     if errors or moment is None:
@@ -120,8 +129,8 @@ def _build(
     properties = payload.get("properties")
     if not isinstance(properties, dict):
         properties = {}
-    subscription = payload.get("external_subscription_id")
-    amount = payload.get("precise_total_amount_cents")
+    subscription = scalar(payload, "external_subscription_id")
+    amount = scalar(payload, "precise_total_amount_cents")
     row = (
         new_id(),
         str(transaction_id),

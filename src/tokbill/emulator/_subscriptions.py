@@ -17,7 +17,13 @@ from datetime import datetime
 from typing import Any
 
 from tokbill.emulator import _customers, _errors, _periods, _plans
-from tokbill.emulator._common import Call, optional_str, paginate, require_found
+from tokbill.emulator._common import (
+    Call,
+    optional_str,
+    paginate,
+    require_found,
+    scalar,
+)
 from tokbill.emulator._store import Database, Row, iso, new_id, parse_iso
 
 BILLING_TIMES = ("calendar", "anniversary")
@@ -134,7 +140,7 @@ def create(call: Call) -> dict[str, Any]:
     refresh_statuses(db)
     payload = call.root("subscription")
     external_id, customer_id = _required_ids(payload)
-    plan = _plans.require(db, str(payload.get("plan_code") or ""))
+    plan = _plans.require(db, str(scalar(payload, "plan_code") or ""))
     billing_time = payload.get("billing_time") or "calendar"
     if billing_time not in BILLING_TIMES:
         raise _errors.field_error("billing_time", "value_is_invalid")
@@ -157,7 +163,7 @@ def create(call: Call) -> dict[str, Any]:
 def _required_ids(payload: dict[str, Any]) -> tuple[str, str]:
     problems = _errors.Problems()
     for field in ("external_id", "external_customer_id"):
-        if not payload.get(field):
+        if not scalar(payload, field):
             problems.add(field, "value_is_mandatory")
     problems.raise_if_any()
     return str(payload["external_id"]), str(payload["external_customer_id"])
