@@ -372,3 +372,68 @@ def test_a_failing_callback_does_not_stop_delivery(make_meter: MakeMeter) -> Non
 
 def test_fast_options_are_really_fast() -> None:
     assert FAST.retry_max_delay_s < 0.1 and FAST.linger_s < 0.1
+
+
+def test_a_404_suspends_sending_too(make_meter: MakeMeter) -> None:
+    missing = httpx.Response(404, json={"status": 404, "code": "not_found"})
+    meter = make_meter()
+
+    with fake_lago(failing_first(missing, missing)) as lago:
+        record_calls(meter, 3)
+        report = meter.flush(timeout_s=5)
+
+    assert report.complete and report.acked == 6
+    assert len(lago.stored) == 6 and meter.stats().blocked is None
+
+
+def test_sending_resumes_when_the_probe_is_rejected_as_invalid(
+    make_meter: MakeMeter,
+) -> None:
+    refused = httpx.Response(401, json={"status": 401, "error": "Unauthorized"})
+
+    def script(events: list[Event]) -> httpx.Response:
+        if events[0]["external_subscription_id"] == "first":
+            return invalid({"0": {"timestamp": ["invalid_format"]}})
+        return ok(events)
+
+    meter = make_meter()
+    answers = iter([refused])
+    with fake_lago(lambda events: next(answers, None) or script(events)) as lago:
+        meter.record(
+            subscription_id="first", model="m", input_tokens=1, output_tokens=0
+        )
+        assert meter.flush(timeout_s=5).quarantined == 1
+        record_calls(meter, 2)
+        report = meter.flush(timeout_s=5)
+
+    assert report.complete and (report.acked, report.quarantined) == (4, 1)
+    assert len(lago.stored) == 4 and meter.stats().blocked is None
+
+
+def test_sending_resumes_when_the_probe_spent_its_retry_budget(
+    make_meter: MakeMeter,
+) -> None:
+    refused = httpx.Response(401, json={"status": 401, "error": "Unauthorized"})
+    options = MeterOptions(
+        linger_s=0.01,
+        senders=1,
+        retry_initial_delay_s=0.001,
+        retry_max_delay_s=0.005,
+        retry_budget_s=0.05,
+        auth_probe_interval_s=0.01,
+    )
+    outage = itertools.chain([refused], itertools.repeat(httpx.Response(503), 40))
+    lock = threading.Lock()
+
+    def script(events: list[Event]) -> httpx.Response:
+        with lock:
+            answer = next(outage, None)
+        return answer or ok(events)
+
+    meter = make_meter(options=options)
+    with fake_lago(script) as lago:
+        record_calls(meter, 2)
+        report = meter.flush(timeout_s=5)
+
+    assert report.complete and report.acked == 4
+    assert len(lago.stored) == 4 and meter.stats().blocked is None

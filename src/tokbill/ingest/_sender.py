@@ -11,7 +11,10 @@ Per response (Lago answers the batch as a whole, all or nothing):
 - 422 without per-index details, and other 4xx (400, 413, ...): the batch is
   split in halves until the bad event is alone, then quarantined;
 - 401, 403, 404: sending stops for the whole meter, the events are kept, and
-  this sender probes with its batch every ``auth_probe_interval_s``;
+  this sender probes with its batch every ``auth_probe_interval_s``; any
+  other answer resumes sending, and a sender that gives up on its batch
+  (retry budget, closing) lifts the block too, so that some batch always
+  probes while sending is suspended;
 - transient failures: see ``_retry``.
 """
 
@@ -20,7 +23,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any, Final
 
 import httpx
@@ -92,11 +95,13 @@ class Sender:
                 self._give_back([items, *work])
                 return
             except LagoError as exc:
+                self._lift_block()
                 self._on_budget_spent(items, exc)
             except Exception:
                 # Broad on purpose: a bug here must not kill the sender or
                 # lose the batch; it goes back to the queue, logged.
                 logger.exception("Unexpected failure while sending a batch.")
+                self._lift_block()
                 self._pipeline.requeue(items)
                 self._stop_event.wait(_UNEXPECTED_PAUSE_S)
 
@@ -129,22 +134,34 @@ class Sender:
         return response
 
     def _handle(self, items: list[Item], response: httpx.Response) -> Work:
-        if response.status_code < 300:
-            self._acked(items)
+        status = response.status_code
+        if status not in _CONFIG_STATUSES:
+            self._resume(status)
+        if status < 300:
+            self._pipeline.acked(items)
             return []
         error = error_from_response(response, "POST", _LOGGED_PATH)
         self._hooks.error(error)
-        if error.status_code in _CONFIG_STATUSES:
+        if status in _CONFIG_STATUSES:
             return [self._hold_until_fixed(items, error)]
-        if error.status_code == 422:
+        if status == 422:
             return self._triage(items, error)
         return self._split_or_quarantine(items, error)
 
-    def _acked(self, items: Sequence[Item]) -> None:
-        self._pipeline.acked(items)
+    def _resume(self, status: int) -> None:
+        # Any answer but 401/403/404 (a 422 too) shows the key and URL work.
         if self._pipeline.blocked is not None:
             self._pipeline.unblock()
-            logger.warning("Lago accepts events again; sending resumed.")
+            logger.warning(
+                "Lago answered %d, so the key and URL work again; sending resumed.",
+                status,
+            )
+
+    def _lift_block(self) -> None:
+        # This sender may be the one probing: without the lift, no batch
+        # would be taken to probe again, and sending would never resume.
+        if self._pipeline.blocked is not None:
+            self._pipeline.unblock()
 
     def _hold_until_fixed(
         self, items: list[Item], error: LagoStatusError
@@ -270,7 +287,7 @@ class Sender:
             "budget",
             "Gave up retrying a batch of %d event(s) for now (%s); it goes to "
             "the back of the queue.",
-            len(items),
+            sum(item[3] for item in items),
             exc,
         )
         self._pipeline.requeue(items)
