@@ -164,9 +164,25 @@ def test_same_transaction_id_on_another_subscription_is_a_new_event(
 ) -> None:
     first = event({}, subscription="sub_1")
 
-    ok(_batch(api, [first, {**first, "external_subscription_id": "sub_2"}]))
+    ok(_batch(api, [first]))
+    ok(_batch(api, [{**first, "external_subscription_id": "sub_2"}]))
 
     assert len(lago_emulator.store.events()) == 2
+
+
+def test_one_batch_repeating_an_id_for_two_subscriptions_fails_the_second(
+    api: httpx.Client, lago_emulator: EmulatorServer
+) -> None:
+    # Lago matches the inserted rows back to the batch by transaction id only.
+    first = event({}, subscription="sub_1")
+    other = {**first, "external_subscription_id": "sub_2"}
+    without = {**first, "external_subscription_id": None}
+
+    details = _errors(_batch(api, [first, other, without, without]))
+
+    taken = {"transaction_id": ["value_already_exist"]}
+    assert details == {"1": taken, "2": taken, "3": taken}
+    assert lago_emulator.store.events() == []
 
 
 def test_single_duplicate_is_value_already_exist(api: httpx.Client) -> None:

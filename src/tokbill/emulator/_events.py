@@ -210,18 +210,32 @@ def create_batch(call: Call) -> dict[str, Any]:
 
 
 def _duplicate_indices(db: Database, rows: Sequence[tuple[Any, ...]]) -> list[int]:
-    """Indices whose key is stored already or repeats an earlier batch event."""
+    """The batch indices Lago reports as ``transaction_id: value_already_exist``.
+
+    Lago bulk-inserts the batch, skipping rows whose (subscription,
+    transaction id) is taken, then hands each inserted row back to the first
+    event with its transaction id, matched on the id alone
+    (``create_batch_service.rb#bulk_insert_events``). So a stored key fails
+    its index, a repeat fails from its second occurrence, and so does the same
+    id sent for two subscriptions in one batch, although across batches that
+    is two events.
+    """
     stored = _stored_duplicates(db, rows)
-    seen: set[tuple[str, str]] = set()
+    inserted: set[str] = set()
+    taken: set[tuple[str, str]] = set()
+    for row in rows:
+        key = (row[2], row[1])
+        # NULL subscription ids never collide, as in Lago's unique index.
+        if row[2] is None or not (key in stored or key in taken):
+            inserted.add(row[1])
+        if row[2] is not None:
+            taken.add(key)
     indices = []
     for index, row in enumerate(rows):
-        # NULL subscription ids never collide, as in Lago's unique index.
-        if row[2] is None:
-            continue
-        key = (row[2], row[1])
-        if key in stored or key in seen:
+        if row[1] in inserted:
+            inserted.discard(row[1])
+        else:
             indices.append(index)
-        seen.add(key)
     return indices
 
 
