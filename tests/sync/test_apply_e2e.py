@@ -114,6 +114,26 @@ def test_removing_a_model_unprices_it_before_the_metric_loses_it(
     assert set(prices(client)) == {("gpt-4", "input"), ("gpt-4", "output")}
 
 
+def test_a_definition_change_lands_before_a_new_plan_freezes_the_metric(
+    lago_emulator: EmulatorServer, client: LagoClient, tmp_path: Path
+) -> None:
+    metric_only = GPT4[: GPT4.index("plans:")]
+    wider = metric_only.replace("gpt-4-32k]", "gpt-4-32k, gpt-4-turbo]")
+    sync(client, write(tmp_path, "metric.yaml", wider))
+    renamed = GPT4.replace("field_name: tokens", "field_name: total_tokens")
+    lago_emulator.requests.reset()
+
+    sync(client, write(tmp_path, "gpt4.yaml", renamed))
+
+    assert writes(lago_emulator) == [
+        ("PUT", METRIC_PATH),
+        ("POST", "/api/v1/plans"),
+        ("PUT", METRIC_PATH),
+    ]
+    metric = client.get("/billable_metrics/llm_tokens")["billable_metric"]
+    assert metric["field_name"] == "total_tokens"
+
+
 def test_a_value_a_plan_outside_prices_goes_only_with_allow_destroy_and_last(
     lago_emulator: EmulatorServer, client: LagoClient, tmp_path: Path
 ) -> None:

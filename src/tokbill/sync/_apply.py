@@ -2,8 +2,8 @@
 
 Order, so no write ever leaves Lago billing an event wrongly in between:
 
-1. metric creates, and metric updates that add filter values (a removal in
-   the same update waits for step 4);
+1. metric creates, and metric updates that add filter values or change
+   other fields (a removal in the same update waits for step 4);
 2. plan creates (one POST with their charges), plan field updates (a PUT
    without ``charges``, which leaves charges alone), charge creates and
    charge updates (one charge sub-resource request each, carrying
@@ -263,9 +263,11 @@ class _Steps:
         removes = any(f.after is None for f in filter_lines)
         other = len(filter_lines) < len(change.fields)
         steps = []
-        if adds or (other and not removes):
+        if adds or other:
             # Removals wait for the last phase, once no managed plan prices
-            # those values; until then the metric keeps them.
+            # those values; until then the metric keeps them. Definition
+            # fields cannot wait: a plan this apply creates attaches the
+            # metric, and Lago then silently keeps the old definition.
             widened = replace(spec, filters=_union(live.filters, spec.filters))
             steps.append(
                 _put(
