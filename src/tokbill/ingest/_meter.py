@@ -45,6 +45,9 @@ logger = logging.getLogger(__name__)
 SPOOL_DIR_ENV = "TOKBILL_SPOOL_DIR"
 
 _live_meters: weakref.WeakSet[MeterBase] = weakref.WeakSet()
+_started_meters: set[MeterBase] = set()
+"""Started, unclosed meters, held so that the close at interpreter exit
+reaches a meter its user dropped: its threads and events live on anyway."""
 
 
 class MeterBase:
@@ -220,7 +223,7 @@ class MeterBase:
         if self._checks_prices:
             self._check_priced(model, counts)
         if not runtime.started:
-            runtime.start()
+            self._start()
         runtime.pipeline.submit(record, len(counts))
 
     def record_openai(
@@ -309,12 +312,19 @@ class MeterBase:
             f"metric_code={self.metric_code!r}, spool_dir={self._spool_dir!r})"
         )
 
+    def _start(self) -> None:
+        self._runtime.start()
+        if self._runtime.started:
+            _started_meters.add(self)
+
     def _flush_sync(self, timeout_s: float) -> FlushReport:
+        self._start()
         return self._runtime.flush(timeout_s)
 
     def _close_sync(self, timeout_s: float) -> FlushReport:
         self._closed = True
         _live_meters.discard(self)
+        _started_meters.discard(self)
         return self._runtime.close(timeout_s)
 
     def _record_usage(

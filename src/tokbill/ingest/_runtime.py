@@ -95,9 +95,9 @@ class Runtime:
         self._closed = False
 
     def start(self) -> None:
-        """Open the spool and start the threads, once."""
+        """Open the spool and start the threads, once, unless closed."""
         with self._start_lock:
-            if self.started:
+            if self.started or self._closed:
                 return
             spool = self._open_spool()
             self._client = self._connection.client(self._options)
@@ -132,10 +132,11 @@ class Runtime:
     def close(self, timeout_s: float) -> FlushReport:
         """Stop taking events, drain until the deadline, then stop the threads."""
         deadline = time.monotonic() + timeout_s
-        if self._closed:
+        with self._start_lock:
+            closed, self._closed = self._closed, True
+        if closed:
             stats = self.stats()
             return FlushReport.from_stats(stats, complete=stats.pending == 0)
-        self._closed = True
         complete = True
         # Keep a slice of the deadline for the threads to stop, so that they
         # usually exit (and release the spool) before close returns.
@@ -145,6 +146,7 @@ class Runtime:
             target = self.pipeline.close_admission()
             complete = self.pipeline.wait_resolved(target, drain_deadline)
         else:
+            self._ready.set()
             self.pipeline.close_admission()
         self.pipeline.stop()
         self._stop_event.set()

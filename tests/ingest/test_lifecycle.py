@@ -1,0 +1,88 @@
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from tests.ingest.conftest import record_calls
+from tests.ingest.fake_lago import fake_lago
+from tokbill.emulator import EmulatorServer
+from tokbill.ingest import DropReason, TokenMeter
+
+MakeMeter = Callable[..., TokenMeter]
+
+EXITING_WRITER = textwrap.dedent(
+    """
+    import gc, sys
+    from tokbill.ingest import MeterOptions, TokenMeter
+
+    def record(url, keep):
+        meter = TokenMeter(api_url=url, api_key="k",
+                           options=MeterOptions(linger_s=30.0))
+        for number in range(5):
+            meter.record(subscription_id="sub_exit", model="m",
+                         input_tokens=number + 1, output_tokens=0,
+                         request_id=f"exit-{number}")
+        return meter if keep else None
+
+    kept = record(sys.argv[1], sys.argv[2] == "keep")
+    gc.collect()
+    """
+)
+
+
+def ingest_threads() -> set[threading.Thread]:
+    return {t for t in threading.enumerate() if t.name.startswith("tokbill")}
+
+
+def test_no_thread_starts_before_first_use(
+    make_meter: MakeMeter, tmp_path: Path
+) -> None:
+    before = ingest_threads()
+
+    meter = make_meter(spool_dir=tmp_path)
+    idle = ingest_threads()
+    with fake_lago():
+        record_calls(meter, 1)
+        busy = ingest_threads()
+        meter.close(timeout_s=5)
+
+    assert not idle - before
+    assert busy - before
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("reference", ["keep", "drop"])
+def test_interpreter_exit_delivers_what_is_left(
+    lago_emulator: EmulatorServer, reference: str
+) -> None:
+    result = subprocess.run(
+        [sys.executable, "-c", EXITING_WRITER, lago_emulator.url, reference],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+    assert result.returncode == 0, result.stderr
+    events = lago_emulator.store.events("sub_exit")
+    assert sorted(e["properties"]["tokens"] for e in events) == [1, 2, 3, 4, 5]
+
+
+def test_a_closed_meter_starts_nothing(make_meter: MakeMeter, tmp_path: Path) -> None:
+    meter = make_meter(spool_dir=tmp_path)
+    meter.close(timeout_s=1)
+    before = ingest_threads()
+
+    with fake_lago() as lago:
+        record_calls(meter, 1)
+        report = meter.flush(timeout_s=1)
+
+    assert not ingest_threads() - before
+    assert list(tmp_path.iterdir()) == []
+    assert report.complete and lago.sent == []
+    assert meter.stats().dropped == {DropReason.CLOSED: 2}
