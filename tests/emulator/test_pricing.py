@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 import httpx
 import pytest
@@ -131,32 +132,73 @@ def test_charge_without_properties_prices_the_default_bucket_at_zero(
     assert charge_usage["amount_cents"] == 500
 
 
-def test_most_specific_of_overlapping_filters_wins(api: httpx.Client) -> None:
+def _usage_of_filters(
+    api: httpx.Client, filters: list[dict[str, Any]], sent: list[dict[str, Any]]
+) -> dict[str, Any]:
     metric = create_metric(api)
+    create_plan(api, [charge(metric, package("0", 1), filters)])
+    subscribe(api)
+    send(api, sent)
+    [charge_usage] = usage(api)["charges_usage"]
+    return charge_usage
+
+
+def test_a_nested_filter_wins_over_the_broader_one(api: httpx.Client) -> None:
     filters = [
         price({"model": ["gpt-4o"]}, package("1.00", 1000)),
         price({"model": ["gpt-4o"], "type": ["input"]}, package("7.00", 1000)),
+        price({"model": ["__ALL_FILTER_VALUES__"]}, package("5.00", 1000)),
+    ]
+    sent = [
+        tokens("gpt-4o", "input", 1000),
+        tokens("gpt-4o", "output", 1000),
+        tokens("claude-sonnet", "output", 1000),
+    ]
+
+    charge_usage = _usage_of_filters(api, filters, sent)
+
+    # gpt-4o/input goes to the two-key filter only; gpt-4o/output to the
+    # gpt-4o filter, a child of "any model"; claude to "any model".
+    assert [entry["amount_cents"] for entry in charge_usage["filters"]] == [
+        100,
+        700,
+        500,
+        0,
+    ]
+    assert charge_usage["events_count"] == 3
+
+
+def test_filters_that_overlap_without_nesting_both_count_the_event(
+    api: httpx.Client,
+) -> None:
+    filters = [
+        price({"model": ["gpt-4o"]}, package("1.00", 1000)),
         price({"type": ["__ALL_FILTER_VALUES__"]}, package("3.00", 1000)),
     ]
-    create_plan(api, [charge(metric, package("0", 1), filters)])
-    subscribe(api)
+    sent = [tokens("gpt-4o", "output", 1000), tokens("claude-sonnet", "output", 1000)]
 
-    send(
-        api,
-        [
-            tokens("gpt-4o", "input", 1000),
-            tokens("gpt-4o", "output", 1000),
-            tokens("claude-sonnet", "output", 1000),
-        ],
-    )
-    [charge_usage] = usage(api)["charges_usage"]
+    charge_usage = _usage_of_filters(api, filters, sent)
 
+    # Neither filter has the other's key, so neither excludes the other's
+    # events (ChargeFilters::MatchingAndIgnoredService): gpt-4o/output is
+    # billed twice, 1.00 + 3.00, and claude once more at 3.00.
     assert buckets(charge_usage) == {
         "[('model', ['gpt-4o'])]": ("1000.0", 1, 100),
-        "[('model', ['gpt-4o']), ('type', ['input'])]": ("1000.0", 1, 700),
-        "[('type', ['__ALL_FILTER_VALUES__'])]": ("1000.0", 1, 300),
+        "[('type', ['__ALL_FILTER_VALUES__'])]": ("2000.0", 2, 600),
         "default": ("0.0", 0, 0),
     }
+    assert (charge_usage["units"], charge_usage["amount_cents"]) == ("3000.0", 700)
+
+
+def test_of_identical_filters_only_the_oldest_counts(api: httpx.Client) -> None:
+    filters = [
+        price({"model": ["gpt-4o"]}, package("1.00", 1000)),
+        price({"model": ["gpt-4o"]}, package("9.00", 1000)),
+    ]
+
+    charge_usage = _usage_of_filters(api, filters, [tokens("gpt-4o", "input", 10)])
+
+    assert [entry["amount_cents"] for entry in charge_usage["filters"]] == [100, 0, 0]
 
 
 def _plan_with_model_and_type_prices(api: httpx.Client) -> None:

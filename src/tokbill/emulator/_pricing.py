@@ -44,50 +44,130 @@ def decimal_text(value: Decimal) -> str:
     return text if "." in text else f"{text}.0"
 
 
+Conditions = dict[str, frozenset[str]]
+
+
 @dataclass
 class Bucket:
-    """One priced bucket: a charge filter, or the default bucket (no filter)."""
+    """One priced bucket: a charge filter, or the default bucket (no filter).
+
+    A filter bucket counts the events that match ``matcher`` and none of
+    ``ignored``; the default bucket counts the events no filter matches.
+    """
 
     properties: dict[str, Any]
-    matcher: dict[str, frozenset[str]] | None = None
-    rank: tuple[int, int] = (0, 0)
+    matcher: Conditions | None = None
+    ignored: list[Conditions] = field(default_factory=list)
     events: list[dict[str, Any]] = field(default_factory=list)
 
-    def matches(self, properties: dict[str, Any]) -> bool:
-        """Whether an event with ``properties`` falls in this filter."""
-        if self.matcher is None:
+    def matched(self, properties: dict[str, Any]) -> bool:
+        """Whether an event with ``properties`` has this filter's values."""
+        return self.matcher is not None and _matches(self.matcher, properties)
+
+    def counts(self, properties: dict[str, Any]) -> bool:
+        """Whether an event with ``properties`` is counted in this filter."""
+        if not self.matched(properties):
             return False
-        return all(
-            property_text(properties.get(key)) in allowed
-            for key, allowed in self.matcher.items()
-        )
+        return not any(_ignores(item, properties) for item in self.ignored)
 
 
-def filter_matcher(
-    values: FilterValues, declared: FilterValues
-) -> dict[str, frozenset[str]]:
-    """A filter's values with ``__ALL_FILTER_VALUES__`` expanded."""
-    return {
-        key: frozenset(declared.get(key, ()) if items == [ALL_FILTER_VALUES] else items)
+def _matches(conditions: Conditions, properties: dict[str, Any]) -> bool:
+    # ``properties ->> key IN (...)``: a missing key is NULL and never matches.
+    return all(
+        property_text(properties.get(key)) in allowed
+        for key, allowed in conditions.items()
+    )
+
+
+def _ignores(conditions: Conditions, properties: dict[str, Any]) -> bool:
+    # ``coalesce(properties ->> key, '') IN (...)``, as Lago excludes children.
+    return all(
+        (property_text(properties.get(key)) or "") in allowed
+        for key, allowed in conditions.items()
+    )
+
+
+@dataclass(frozen=True)
+class FilterSpec:
+    """A stored charge filter, as the bucket rules need it."""
+
+    values: FilterValues
+    """The values as stored, ``__ALL_FILTER_VALUES__`` unexpanded."""
+    expanded: FilterValues
+    """The values with the sentinel expanded to the metric's declared values."""
+    order: int
+    """Creation order: a smaller number is an older filter."""
+
+
+def filter_spec(values: FilterValues, declared: FilterValues, order: int) -> FilterSpec:
+    """A filter's spec, with ``__ALL_FILTER_VALUES__`` expanded."""
+    expanded = {
+        key: list(declared.get(key, ())) if items == [ALL_FILTER_VALUES] else items
         for key, items in values.items()
     }
+    return FilterSpec(values, expanded, order)
+
+
+def filter_bucket(
+    spec: FilterSpec, others: Sequence[FilterSpec], properties: dict[str, Any]
+) -> Bucket:
+    """The bucket of one filter, excluding the events of its "children".
+
+    Lago's ``ChargeFilters::MatchingAndIgnoredService``: another filter is a
+    child when it has every key of this one with an overlapping value; its
+    events are excluded here, so a nested filter wins over a broader one.
+    Children on the same keys lose the shared values first, and of identical
+    filters only the oldest counts. Filters that overlap without nesting
+    (``{model: [a]}`` and ``{type: [x]}``) both count the shared events, as
+    Lago does.
+    """
+    ignored = []
+    for other in others:
+        if _is_child(other, spec):
+            conditions = _ignored_part(other, spec)
+            if conditions:
+                ignored.append(conditions)
+    matcher = {key: frozenset(items) for key, items in spec.expanded.items()}
+    return Bucket(properties=properties, matcher=matcher, ignored=ignored)
+
+
+def _is_child(other: FilterSpec, spec: FilterSpec) -> bool:
+    return all(
+        any(value in other.expanded.get(key, ()) for value in items)
+        for key, items in spec.expanded.items()
+    )
+
+
+def _ignored_part(child: FilterSpec, spec: FilterSpec) -> Conditions | None:
+    own, theirs = spec.expanded, child.expanded
+    part = dict(theirs)
+    if sorted(theirs) == sorted(own):
+        if all(sorted(items) == sorted(own[key]) for key, items in theirs.items()):
+            if child.order > spec.order:
+                return None
+        elif not all(set(items) <= set(own[key]) for key, items in theirs.items()):
+            part = {
+                key: items
+                if spec.values.get(key) == [ALL_FILTER_VALUES]
+                else [item for item in items if item not in own[key]]
+                for key, items in theirs.items()
+            }
+    # Lago skips emptied keys, and a child left with none excludes nothing.
+    return {key: frozenset(items) for key, items in part.items() if items} or None
 
 
 def assign(
     events: Sequence[dict[str, Any]], filters: list[Bucket], default: Bucket
 ) -> None:
-    """Put each event in its most specific matching filter, else the default.
-
-    Among matching filters the one with most keys wins; ties go to the filter
-    created first, as Lago counts identical duplicates only once.
-    """
-    ranked = sorted(filters, key=lambda bucket: bucket.rank)
+    """Put each event in every filter bucket that counts it, else the default."""
     for event in events:
         properties = event["properties"]
-        winner = next(
-            (bucket for bucket in ranked if bucket.matches(properties)), default
-        )
-        winner.events.append(event)
+        for bucket in filters:
+            if bucket.counts(properties):
+                bucket.events.append(event)
+        # The default bucket ignores every filter, children of none.
+        if not any(bucket.matched(properties) for bucket in filters):
+            default.events.append(event)
 
 
 def aggregate(

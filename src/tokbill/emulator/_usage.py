@@ -130,13 +130,14 @@ def _priced_buckets(
 ) -> list[_Priced]:
     """One priced bucket per stored filter, in that order, then the default."""
     declared = _filters.metric_filters(metric)
+    specs = [
+        _pricing.filter_spec(row["values"], declared, row["seq"]) for row in stored
+    ]
     filters = [
-        Bucket(
-            properties=row["properties"],
-            matcher=_pricing.filter_matcher(row["values"], declared),
-            rank=(-len(row["values"]), row["seq"]),
+        _pricing.filter_bucket(
+            spec, specs[:index] + specs[index + 1 :], row["properties"]
         )
-        for row in stored
+        for index, (spec, row) in enumerate(zip(specs, stored, strict=True))
     ]
     default = Bucket(properties=loads(charge["properties"]))
     own_events = [event for event in events if event["code"] == metric["code"]]
