@@ -149,6 +149,7 @@ def test_plan_charge_and_filter_calls(client: Client) -> None:
         "pro", "extra", Charge(charge_model="standard", properties={"amount": "0.02"})
     )
     removed = client.plan_charges.destroy("pro", "extra")
+    listed = client.plans.find_all({"per_page": 10})
 
     assert updated.name == "Pro 2"
     assert updated.charges.__root__[0].properties["amount"] == "1.50"
@@ -157,6 +158,8 @@ def test_plan_charge_and_filter_calls(client: Client) -> None:
     assert (extra.code, found.lago_id) == ("extra", extra.lago_id)
     assert changed.properties == {"amount": "0.02"}
     assert removed.code == "extra"
+    assert [plan.code for plan in listed["plans"]] == ["pro"]
+    assert listed["meta"]["total_count"] == 1
     assert client.plans.find("pro").code == "pro"
 
 

@@ -1,6 +1,6 @@
 """Usage arithmetic: bucket matching, aggregation, rounding and charge models.
 
-Sources: lago-api ``app/services/charge_filters/event_matching_service.rb``,
+Sources: lago-api ``app/services/charge_filters/matching_and_ignored_service.rb``,
 ``app/services/events/stores/postgres_store.rb``,
 ``app/services/billable_metrics/aggregations/*`` and
 ``app/services/charge_models/{package,standard}_service.rb`` (lago-api.md §3).
