@@ -88,6 +88,30 @@ def test_an_invalid_template_is_located_without_traceback_or_writes(
     assert len(lago_emulator.requests) == 0
 
 
+def test_a_directory_and_a_missing_file_are_template_problems_of_one_run(
+    lago_emulator: EmulatorServer, run: Callable[..., Result], tmp_path: Path
+) -> None:
+    (tmp_path / "templates").mkdir()
+    bad = write(tmp_path, "bad.yaml", BAD_PACKAGE_SIZE)
+    paths = [tmp_path / "templates", tmp_path / "absent.yaml", bad]
+
+    checked = run("validate", *paths)
+    applied = run("apply", *paths, "--yes")
+
+    assert checked.exit_code == applied.exit_code == 1
+    assert checked.stdout == applied.stdout == ""
+    lines = checked.stderr.splitlines()
+    assert lines[0].startswith(f"Error: {tmp_path / 'templates'}: cannot read the ")
+    assert lines[1] == (
+        f"Error: {tmp_path / 'absent.yaml'}: cannot read the template: No such "
+        "file or directory."
+    )
+    assert lines[2].startswith(f"Error: {bad}:")
+    assert "plans[0].charges[0].package_size: 1000.0 is a decimal number" in lines[2]
+    assert applied.stderr == checked.stderr
+    assert len(lago_emulator.requests) == 0
+
+
 def test_plan_json_and_detailed_exitcode(
     run: Callable[..., Result], client: LagoClient, tmp_path: Path
 ) -> None:
@@ -274,7 +298,10 @@ def test_every_blocked_case_exits_3_and_writes_nothing(
     assert document["plan"]["summary"]["blocked"] >= 1
     assert reason in applied.stdout
     assert "remedy:" in applied.stdout
-    assert "blocked by a safety rule" in applied.stderr
+    assert "blocked by a safety rule, so nothing was written" in applied.stderr
+    assert "blocked by a safety rule, so apply would write nothing" in (
+        planned.stderr
+    )
     assert writes(lago_emulator) == []
 
 

@@ -45,9 +45,9 @@ __all__ = ["apply", "export", "plan", "validate"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-_TEMPLATES = click.argument(
-    "templates", nargs=-1, required=True, type=click.Path(dir_okay=False)
-)
+# Plain paths: the loader reports a missing file or a directory like any other
+# template problem, together with the problems of the other files.
+_TEMPLATES = click.argument("templates", nargs=-1, required=True, type=click.Path())
 
 
 _BLOCKED = (EXIT_BLOCKED, "a change is blocked by a safety rule; nothing was written")
@@ -119,7 +119,7 @@ def plan(
     with open_client(api_url, api_key) as client:
         result = _plan(client, template_set, allow_destroy, prune)
     _show_plan(result, as_json)
-    _refuse_blocked(result)
+    _refuse_blocked(result, "apply would write nothing")
     if detailed_exitcode and result.pending:
         click.get_current_context().exit(EXIT_CHANGES)
 
@@ -164,7 +164,7 @@ def apply(
             click.echo(render_plan(result, style))
         if result.blocked and as_json:
             echo_json(ApplyResult(result, ()).to_dict())
-        _refuse_blocked(result)
+        _refuse_blocked(result, "nothing was written")
         if not result.pending:
             _finish(ApplyResult(result, ()), as_json)
             return
@@ -254,11 +254,11 @@ def _show_plan(result: Plan, as_json: bool) -> None:
         click.echo(render_plan(result, style))
 
 
-def _refuse_blocked(result: Plan) -> None:
+def _refuse_blocked(result: Plan, outcome: str) -> None:
     if result.blocked:
         raise BlockedError(
             f"{len(result.blocked)} change(s) are blocked by a safety rule, so "
-            "apply would write nothing; the plan gives each reason and remedy."
+            f"{outcome}; the plan gives each reason and remedy."
         )
 
 
