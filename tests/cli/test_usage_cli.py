@@ -167,8 +167,21 @@ def test_a_terminated_subscription_explains_the_405(lago: EmulatorServer) -> Non
     result = run(lago, "cus_2", "--subscription", "sub_x")
 
     assert result.exit_code == 1
-    assert "Error: Customer 'cus_2' has no active subscription 'sub_x'" in result.stderr
-    assert "terminated" in result.stderr
+    assert result.stderr.startswith(
+        "Error: Subscription 'sub_x' of customer 'cus_2' was terminated at 20"
+    )
+    assert "Lago only reports usage of active subscriptions." in result.stderr
+    assert result.stdout == ""
+
+
+def test_an_unknown_subscription_explains_the_405(lago: EmulatorServer) -> None:
+    result = run(lago, "cus_1", "--subscription", "sub_nowhere")
+
+    assert result.exit_code == 1
+    assert result.stderr.startswith(
+        "Error: Customer 'cus_1' has no active subscription 'sub_nowhere' "
+        "(Lago: 405 no_active_subscription): tokbill found none with that id;"
+    )
 
 
 def test_another_customers_subscription_names_its_owner(lago: EmulatorServer) -> None:

@@ -55,7 +55,7 @@ def test_an_unknown_customer_says_so(clock: FakeClock) -> None:
 
 
 @respx.mock
-def test_a_missing_or_terminated_subscription_explains_the_405(
+def test_a_subscription_lago_has_in_no_status_explains_the_405(
     clock: FakeClock,
 ) -> None:
     respx.get(USAGE_URL).mock(return_value=not_active())
@@ -68,13 +68,42 @@ def test_a_missing_or_terminated_subscription_explains_the_405(
 
     message = str(caught.value)
     assert "no active subscription 'sub_1'" in message
-    assert "terminated" in message
+    assert "found none with that id" in message
     assert "GET /subscriptions?external_customer_id=cus_1" in message
     assert isinstance(caught.value.__cause__, NotAllowedError)
+    assert caught.value.status is None
     assert [c.request.url.params["status"] for c in lookups.calls] == [
         "active",
         "pending",
+        "terminated",
+        "canceled",
     ]
+
+
+@pytest.mark.parametrize(
+    ("status", "field"),
+    [("terminated", "terminated_at"), ("canceled", "canceled_at")],
+)
+def test_an_ended_subscription_says_when_it_ended(
+    clock: FakeClock, status: str, field: str
+) -> None:
+    ended = subscription(status)
+    ended["subscription"][field] = "2026-08-20T10:00:00Z"
+    with respx.mock:
+        respx.get(USAGE_URL).mock(return_value=not_active())
+        respx.get(SUBSCRIPTION_URL, params={"status": status}).respond(json=ended)
+        respx.get(SUBSCRIPTION_URL).respond(
+            404, json=lago_error(404, "subscription_not_found")
+        )
+
+        with pytest.raises(SubscriptionNotActiveError) as caught:
+            make_client(clock).current("cus_1", "sub_1")
+
+    assert str(caught.value) == (
+        f"Subscription 'sub_1' of customer 'cus_1' was {status} at "
+        "2026-08-20T10:00:00Z, and Lago only reports usage of active subscriptions."
+    )
+    assert caught.value.status == status
 
 
 @respx.mock
@@ -106,6 +135,29 @@ def test_a_subscription_of_another_customer_names_its_owner(clock: FakeClock) ->
         make_client(clock).current("cus_1", "sub_1")
 
     assert caught.value.owner_id == "cus_2"
+    assert caught.value.status == "active"
+
+
+@respx.mock
+def test_a_pending_subscription_of_another_customer_says_both(
+    clock: FakeClock,
+) -> None:
+    respx.get(USAGE_URL).mock(return_value=not_active())
+    respx.get(SUBSCRIPTION_URL, params={"status": "active"}).respond(
+        404, json=lago_error(404, "subscription_not_found")
+    )
+    respx.get(SUBSCRIPTION_URL, params={"status": "pending"}).respond(
+        json=subscription("pending", customer="cus_2")
+    )
+
+    with pytest.raises(ForeignSubscriptionError) as caught:
+        make_client(clock).current("cus_1", "sub_1")
+
+    assert str(caught.value) == (
+        "Subscription 'sub_1' belongs to customer 'cus_2', not 'cus_1'; "
+        "and it is pending there."
+    )
+    assert (caught.value.owner_id, caught.value.status) == ("cus_2", "pending")
 
 
 @respx.mock

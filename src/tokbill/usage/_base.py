@@ -32,7 +32,7 @@ DEFAULT_MAX_STALE_S: Final = 300.0
 # is better served by that value, marked stale, than by a minute of retries.
 DEFAULT_TIMEOUT_S: Final = 5.0
 DEFAULT_MAX_RETRIES: Final = 1
-LOOKUP_STATUSES: Final = ("active", "pending")
+LOOKUP_STATUSES: Final = ("active", "pending", "terminated", "canceled")
 """Statuses tried, in order, to explain a 405 ``no_active_subscription``."""
 
 

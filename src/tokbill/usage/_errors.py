@@ -80,16 +80,25 @@ class SubscriptionNotActiveError(_SubscriptionUsageError):
 
 
 class ForeignSubscriptionError(SubscriptionNotActiveError):
-    """The subscription exists and is active, but for another customer."""
+    """The subscription exists, but for another customer.
+
+    ``status`` is its status there, usually ``"active"``.
+    """
 
     def __init__(
-        self, message: str, *, customer_id: str, subscription_id: str, owner_id: str
+        self,
+        message: str,
+        *,
+        customer_id: str,
+        subscription_id: str,
+        owner_id: str,
+        status: str | None = "active",
     ) -> None:
         super().__init__(
             message,
             customer_id=customer_id,
             subscription_id=subscription_id,
-            status="active",
+            status=status,
         )
         self.owner_id = owner_id
         """The external id of the customer the subscription belongs to."""
@@ -155,35 +164,60 @@ def not_active_error(
     """The error for Lago's 405 ``no_active_subscription``.
 
     ``found`` is the subscription as ``GET /subscriptions/{id}`` returned it
-    (active first, then pending), or None when neither lookup found it.
+    (trying ``_base.LOOKUP_STATUSES`` in order), or None when no
+    lookup found it.
     """
+    found = found or {}
+    owner = str(found.get("external_customer_id") or "")
+    status = str(found.get("status") or "") or None
+    if owner and owner != customer_id:
+        return _foreign_error(customer_id, subscription_id, owner, status)
     ids = {"customer_id": customer_id, "subscription_id": subscription_id}
-    owner = str((found or {}).get("external_customer_id") or "")
-    status = str((found or {}).get("status") or "") or None
-    if found is not None and owner and owner != customer_id:
-        return ForeignSubscriptionError(
-            f"Subscription {subscription_id!r} belongs to customer {owner!r}, "
-            f"not {customer_id!r}; ask for its usage with customer {owner!r}.",
-            owner_id=owner,
-            **ids,
-        )
-    if status == "pending":
-        starts = found.get("subscription_at") if found else None
+    if status in _ENDED_AT:
+        when = found.get(_ENDED_AT[status]) or "an earlier date"
+        reason = f"was {status} at {when}"
+    elif status == "pending":
+        reason = f"is pending: it starts at {found.get('subscription_at')}"
+    else:
         return SubscriptionNotActiveError(
-            f"Subscription {subscription_id!r} of customer {customer_id!r} is "
-            f"pending: it starts at {starts or 'a later date'}, and Lago only "
-            "reports usage of active subscriptions.",
-            status=status,
-            **ids,
+            _unexplained(ids, status), status=status, **ids
         )
     return SubscriptionNotActiveError(
-        f"Customer {customer_id!r} has no active subscription "
-        f"{subscription_id!r} (Lago: 405 no_active_subscription). It does not "
-        "exist, was terminated or canceled, or has not started; check "
-        f"GET /subscriptions?external_customer_id={customer_id} for its "
-        "external id and status.",
+        f"Subscription {subscription_id!r} of customer {customer_id!r} {reason}, "
+        "and Lago only reports usage of active subscriptions.",
         status=status,
         **ids,
+    )
+
+
+_ENDED_AT = {"terminated": "terminated_at", "canceled": "canceled_at"}
+"""Statuses that end a subscription, and the field that says when."""
+
+
+def _unexplained(ids: Mapping[str, str], status: str | None) -> str:
+    seen = f"its status is {status}" if status else "tokbill found none with that id"
+    return (
+        f"Customer {ids['customer_id']!r} has no active subscription "
+        f"{ids['subscription_id']!r} (Lago: 405 no_active_subscription): {seen}; "
+        f"check GET /subscriptions?external_customer_id={ids['customer_id']} "
+        "for its external id."
+    )
+
+
+def _foreign_error(
+    customer_id: str, subscription_id: str, owner: str, status: str | None
+) -> ForeignSubscriptionError:
+    if status == "active":
+        advice = f"ask for its usage with customer {owner!r}"
+    else:
+        advice = f"and it is {status or 'not active'} there"
+    return ForeignSubscriptionError(
+        f"Subscription {subscription_id!r} belongs to customer {owner!r}, "
+        f"not {customer_id!r}; {advice}.",
+        customer_id=customer_id,
+        subscription_id=subscription_id,
+        owner_id=owner,
+        status=status,
     )
 
 
