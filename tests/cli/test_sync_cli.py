@@ -299,9 +299,7 @@ def test_every_blocked_case_exits_3_and_writes_nothing(
     assert reason in applied.stdout
     assert "remedy:" in applied.stdout
     assert "blocked by a safety rule, so nothing was written" in applied.stderr
-    assert "blocked by a safety rule, so apply would write nothing" in (
-        planned.stderr
-    )
+    assert "blocked by a safety rule, so apply would write nothing" in planned.stderr
     assert writes(lago_emulator) == []
 
 
