@@ -222,6 +222,93 @@ def test_the_shipped_templates_converge_in_either_order(
     assert prices(client, "gpt35-turbo")[("gpt-3.5-turbo-16k", "output")] == "0.005"
 
 
+def test_a_price_edited_behind_tokbills_back_shows_as_drift_and_is_reverted(
+    lago_emulator: EmulatorServer, client: LagoClient, tmp_path: Path
+) -> None:
+    template = write(tmp_path, "gpt4.yaml", GPT4)
+    sync(client, template)
+    charge = client.get("/plans/gpt4/charges/llm_tokens")["charge"]
+    for entry in charge["filters"]:
+        if entry["values"] == {"model": ["gpt-4-32k"], "type": ["output"]}:
+            entry["properties"]["amount"] = "0.10"
+    client.put(  # what Lago's UI sends when someone edits one price
+        "/plans/gpt4/charges/llm_tokens",
+        {"charge": {k: charge[k] for k in ("charge_model", "properties", "filters")}},
+    )
+    lago_emulator.requests.reset()
+
+    drift = planned(client, template)
+    sync(client, template)
+
+    (change,) = drift.pending
+    assert [f.text for f in change.fields] == [
+        "gpt-4-32k / output: 0.1 -> 0.12 per 1,000 tokens (+20.0%)"
+    ]
+    assert writes(lago_emulator) == [("PUT", CHARGE_PATH)]
+    assert prices(client)[("gpt-4-32k", "output")] == "0.12"
+
+
+class _RecordingClient(LagoClient):
+    """A client that keeps the body of every write it sends."""
+
+    bodies: list[dict[str, Any]]
+
+    def post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        self.bodies.append(body)
+        return super().post(path, body)
+
+    def put(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        self.bodies.append(body)
+        return super().put(path, body)
+
+
+SHUFFLED = (
+    GPT4.replace("model: [gpt-4, gpt-4-32k]", "model: [gpt-4-32k, gpt-4]")
+    .replace("type: [input, output]", "type: [output, input]")
+    .replace("[model, type]", "[type, model]")
+    .replace(
+        '          gpt-4:     {input: "0.03", output: "0.06"}\n'
+        '          gpt-4-32k: {input: "0.06", output: "0.12"}\n',
+        "          output: {gpt-4-32k: 0.12, gpt-4: 0.06}\n"
+        "          input: {gpt-4-32k: 0.06, gpt-4: 0.030}\n",
+    )
+)
+
+
+def test_writes_carry_canonical_filter_order_and_money_as_decimal_text(
+    lago_emulator: EmulatorServer, tmp_path: Path
+) -> None:
+    recording = _RecordingClient(lago_emulator.api_url, "test-key")
+    recording.bodies = []
+
+    with recording:
+        sync(recording, write(tmp_path, "shuffled.yaml", SHUFFLED))
+        again = sync(recording, write(tmp_path, "gpt4.yaml", GPT4))
+
+    metric, plan = (
+        body.get("billable_metric") or body["plan"] for body in recording.bodies
+    )
+    assert metric["filters"] == [
+        {"key": "model", "values": ["gpt-4", "gpt-4-32k"]},
+        {"key": "type", "values": ["input", "output"]},
+    ]
+    (charge,) = plan["charges"]
+    assert [(f["values"], f["properties"]) for f in charge["filters"]] == [
+        (
+            {"model": [model], "type": [kind]},
+            {"amount": amount, "package_size": 1000, "free_units": 0},
+        )
+        for (model, kind), amount in [
+            (("gpt-4", "input"), "0.03"),
+            (("gpt-4", "output"), "0.06"),
+            (("gpt-4-32k", "input"), "0.06"),
+            (("gpt-4-32k", "output"), "0.12"),
+        ]
+    ]
+    assert all(list(f["values"]) == ["model", "type"] for f in charge["filters"])
+    assert again.writes == ()
+
+
 class _IgnoringChargeWrites(LagoClient):
     """A client whose charge updates Lago answers 200 without applying."""
 
