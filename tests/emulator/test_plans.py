@@ -104,6 +104,29 @@ def test_plan_fields_are_validated(
     assert _details(response) == details
 
 
+@pytest.mark.parametrize(
+    ("sent", "stored"),
+    [(1000, 1000), ("1000", 1000), (" 250 ", 250), (19.99, 19)],
+    ids=["integer", "numeric-string", "padded-string", "float-truncated"],
+)
+def test_amount_cents_is_cast_like_a_rails_integer_column(
+    api: httpx.Client, sent: Any, stored: int
+) -> None:
+    payload = _plan_payload([], amount_cents=sent)
+
+    plan = ok_item(api.post("/plans", json={"plan": payload}), "plan")
+
+    assert plan["amount_cents"] == stored
+
+
+def test_amount_cents_that_is_no_number_is_refused(api: httpx.Client) -> None:
+    payload = _plan_payload([], amount_cents="ten dollars")
+
+    response = api.post("/plans", json={"plan": payload})
+
+    assert _details(response) == {"amount_cents": ["value_is_invalid"]}
+
+
 def test_charge_filter_values_must_be_declared_on_the_metric(
     api: httpx.Client,
 ) -> None:

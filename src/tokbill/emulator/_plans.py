@@ -9,6 +9,8 @@ the code is free again at once instead of after the job.
 
 from __future__ import annotations
 
+import math
+import re
 from typing import Any
 
 from tokbill._currency import EXPONENTS
@@ -23,6 +25,8 @@ from tokbill.emulator._common import (
 )
 from tokbill.emulator._store import Database, Row, iso, new_id
 
+# What Ruby's String#to_i reads: an optional sign and the leading digits.
+_LEADING_INTEGER = re.compile(r"\s*[+-]?\d+")
 INTERVALS = ("weekly", "monthly", "quarterly", "semiannual", "yearly")
 _ALWAYS_EDITABLE = ("name", "invoice_display_name", "description")
 _COUNTERS = {
@@ -90,7 +94,7 @@ def create(call: Call) -> dict[str, Any]:
     row: Row = {"id": new_id(), "created_at": iso(db.now())}
     for field in _ALWAYS_EDITABLE:
         row[field] = optional_str(payload.get(field))
-    row["amount_cents"] = payload.get("amount_cents")
+    row["amount_cents"] = _cents(payload.get("amount_cents"))
     _assign_frozen(row, payload, initial=True)
     _validate(db, row)
     db.insert("plans", row)
@@ -126,7 +130,7 @@ def update(call: Call) -> dict[str, Any]:
         if field in payload:
             row[field] = optional_str(payload[field])
     if "amount_cents" in payload:
-        row["amount_cents"] = payload["amount_cents"]
+        row["amount_cents"] = _cents(payload["amount_cents"])
     if not frozen:
         _assign_frozen(row, payload, initial=False)
     _validate(db, row)
@@ -178,6 +182,27 @@ def _assign_frozen(row: Row, payload: dict[str, Any], *, initial: bool) -> None:
         if keeps_monthly and charges_monthly is not None
         else None
     )
+
+
+def _cents(value: Any) -> Any:
+    """``amount_cents`` as Rails casts it into an integer column.
+
+    A number or a numeric string passes money-rails' numericality check and
+    is truncated by Ruby's ``to_i`` (``"100"`` is 100, ``1.9`` is 1); anything
+    else is returned as is, for validation to refuse.
+    """
+    if isinstance(value, float):
+        return int(value) if math.isfinite(value) else value
+    if not isinstance(value, str):
+        return value
+    try:
+        number = float(value)
+    except ValueError:
+        return value
+    if not math.isfinite(number):
+        return value
+    digits = _LEADING_INTEGER.match(value)
+    return int(digits.group()) if digits else 0
 
 
 def _validate(db: Database, row: Row) -> None:
