@@ -342,6 +342,26 @@ def test_allow_destroy_carries_out_what_was_blocked(
     assert writes(lago_emulator) == expected
 
 
+@pytest.mark.parametrize(
+    "case", ["plan-interval-frozen", "charge-model-frozen", "metric-field-frozen"]
+)
+def test_a_field_lago_keeps_stays_blocked_with_allow_destroy(
+    lago_emulator: EmulatorServer,
+    run: Callable[..., Result],
+    client: LagoClient,
+    tmp_path: Path,
+    case: str,
+) -> None:
+    args = BLOCKED_CASES[case][0](client, tmp_path)
+    lago_emulator.requests.reset()
+
+    result = run("apply", *args, "--yes", "--allow-destroy")
+
+    assert result.exit_code == 3
+    assert "_v2" in result.stdout
+    assert writes(lago_emulator) == []
+
+
 def test_export_to_stdout_and_to_a_file(
     run: Callable[..., Result], client: LagoClient, tmp_path: Path
 ) -> None:

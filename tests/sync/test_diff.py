@@ -108,15 +108,17 @@ def test_a_standard_price_reads_per_unit_and_a_drop_is_negative() -> None:
 
 
 def test_added_and_removed_prices_are_listed_with_their_sign() -> None:
-    prices = dict(GPT4_PRICES)
-    del prices[("gpt-4-32k", "output")]
-    prices[("gpt-4", "output")] = "0.06"
-    live = converged()
+    wanted = {k: v for k, v in GPT4_PRICES.items() if k != ("gpt-4-32k", "output")}
+    present = {k: v for k, v in GPT4_PRICES.items() if k != ("gpt-4", "output")}
+    live = LiveState.from_lago(
+        [lago_metric(metric())], [lago_plan(plan(charge(present)))]
+    )
 
-    result = make_plan(templates(metric(), plan(charge(prices))), live)
+    result = make_plan(templates(metric(), plan(charge(wanted))), live)
 
     fields = only(result.changes, "charge", "llm_tokens").fields
     assert [(f.sign, f.text) for f in fields] == [
+        ("+", "gpt-4 / output: 0.06 per 1,000 tokens"),
         ("-", "gpt-4-32k / output: 0.12 per 1,000 tokens"),
     ]
 
@@ -138,10 +140,13 @@ def test_frozen_plan_fields_are_blocked_once_any_subscription_existed(
     terminated_only = SubscriptionCount(active=0, ever=1)
 
     blocked = make_plan(wanted, converged(gpt4=terminated_only))
+    destroying = make_plan(wanted, converged(gpt4=terminated_only), allow_destroy=True)
     free = make_plan(wanted, converged(gpt4=SubscriptionCount(0, 0)))
 
     change = only(blocked.changes, "plan", "gpt4")
     assert change.action == "blocked"
+    # --allow-destroy cannot make Lago apply a field it keeps.
+    assert only(destroying.changes, "plan", "gpt4").action == "blocked"
     assert field in (change.reason or "")
     assert "gpt4_v2" in (change.remedy or "")
     assert only(free.changes, "plan", "gpt4").action == "update"
