@@ -4,15 +4,17 @@ import subprocess
 import sys
 import textwrap
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 
+import httpx
 import pytest
 
 from tests.ingest.conftest import record_calls
-from tests.ingest.fake_lago import fake_lago
+from tests.ingest.fake_lago import Event, fake_lago, ok
 from tokbill.emulator import EmulatorServer
-from tokbill.ingest import DropReason, TokenMeter
+from tokbill.ingest import DropReason, MeterOptions, TokenMeter
 
 MakeMeter = Callable[..., TokenMeter]
 
@@ -86,3 +88,29 @@ def test_a_closed_meter_starts_nothing(make_meter: MakeMeter, tmp_path: Path) ->
     assert list(tmp_path.iterdir()) == []
     assert report.complete and lago.sent == []
     assert meter.stats().dropped == {DropReason.CLOSED: 2}
+
+
+def test_records_refused_during_close_do_not_cut_its_drain_short(
+    make_meter: MakeMeter,
+) -> None:
+    options = MeterOptions(linger_s=30.0, batch_size=1)
+    meter = make_meter(options=options)
+    first = threading.Lock()
+
+    def script(events: list[Event]) -> httpx.Response:
+        if not first.acquire(blocking=False):
+            return ok(events)
+        # While this call waits, another is acked, and records made after
+        # close began are refused: neither may end close's wait for it.
+        record_calls(meter, 2, prefix="late")
+        deadline = time.monotonic() + 5
+        while meter.stats().acked < 2 and time.monotonic() < deadline:
+            time.sleep(0.001)
+        return httpx.Response(429, headers={"Retry-After": "0.3"})
+
+    with fake_lago(script):
+        record_calls(meter, 2)
+        report = meter.close(timeout_s=5)
+
+    assert report.complete and report.acked == 4
+    assert meter.stats().dropped == {DropReason.CLOSED: 4}

@@ -27,7 +27,7 @@ import logging
 import threading
 import time
 from collections import Counter, deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import cast
 
 from tokbill.ingest._hooks import Hooks
@@ -363,11 +363,22 @@ class Pipeline:
 
         Senders send partial batches at once while anyone waits here.
         """
+        return self._wait_until(lambda: self._resolved() >= target, deadline)
+
+    def wait_drained(self, deadline: float) -> bool:
+        """Wait until no event is pending, or the deadline passes; for close.
+
+        Counting resolved events instead would let the events ``record``
+        refuses meanwhile (dropped as ``closed``) end the wait early.
+        """
+        return self._wait_until(lambda: not self._pending(), deadline)
+
+    def _wait_until(self, done: Callable[[], bool], deadline: float) -> bool:
         with self._lock:
             self._flushers += 1
             self._work.notify_all()
             try:
-                while self._resolved() < target:
+                while not done():
                     remaining_s = deadline - _monotonic()
                     if remaining_s <= 0:
                         return False
@@ -376,12 +387,11 @@ class Pipeline:
             finally:
                 self._flushers -= 1
 
-    def close_admission(self) -> int:
-        """Refuse new events from now on; return how many were recorded."""
+    def close_admission(self) -> None:
+        """Refuse new events from now on."""
         with self._lock:
             self._closing = True
             self._work.notify_all()
-            return self._recorded
 
     def stop(self) -> None:
         """Stop the senders; without a spool, queued events are dropped."""
@@ -408,7 +418,7 @@ class Pipeline:
                 retried=self._retried,
                 dropped=dict(self._dropped),
                 quarantined=self._quarantined,
-                pending=self._queued + self._flying + self._disk_only,
+                pending=self._pending(),
                 recovered=self._recovered,
                 spool_bytes=spool_bytes,
                 unpriced=dict(self._unpriced),
@@ -426,6 +436,9 @@ class Pipeline:
         for item in items:
             if in_flight.pop(id(item), None) is not None:
                 self._flying -= item[3]
+
+    def _pending(self) -> int:
+        return self._queued + self._flying + self._disk_only
 
     def _resolved(self) -> int:
         return self._acked + self._quarantined + sum(self._dropped.values())

@@ -143,8 +143,8 @@ class Runtime:
         drain_deadline = deadline - min(_STOP_SHARE_S, timeout_s / 10)
         if self.started:
             self._ready.wait(max(drain_deadline - time.monotonic(), 0.0))
-            target = self.pipeline.close_admission()
-            complete = self.pipeline.wait_resolved(target, drain_deadline)
+            self.pipeline.close_admission()
+            complete = self.pipeline.wait_drained(drain_deadline)
         else:
             self._ready.set()
             self.pipeline.close_admission()
