@@ -16,6 +16,7 @@ import asyncio
 import json
 import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from decimal import Decimal
 from pathlib import Path
 
@@ -91,6 +92,20 @@ def usage_calls(server: EmulatorServer) -> int:
     return sum(1 for entry in server.requests if entry.path.endswith("/current_usage"))
 
 
+@contextmanager
+def slow_usage(server: EmulatorServer) -> Iterator[None]:
+    """Hold each current-usage answer long enough for every caller to ask.
+
+    Not a timing assertion: the delay only widens the window in which a
+    broken single-flight would send a second request.
+    """
+    server.faults.update(latency_s=0.3, path_prefix="/api/v1/customers")
+    try:
+        yield
+    finally:
+        server.faults.update(latency_s=0.0, path_prefix="/api/v1")
+
+
 def test_usage_shows_the_hand_computed_amounts_per_model_and_type(
     lago: EmulatorServer,
 ) -> None:
@@ -158,10 +173,11 @@ def test_a_hundred_threads_cause_one_upstream_call(lago: EmulatorServer) -> None
         amounts.append(client.current("cus_e2e", "sub_e2e").amount)
 
     threads = [threading.Thread(target=ask) for _ in range(100)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=30)
+    with slow_usage(lago):
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=30)
     client.close()
 
     assert usage_calls(lago) - before == 1
@@ -178,7 +194,8 @@ def test_a_hundred_tasks_cause_one_upstream_call(lago: EmulatorServer) -> None:
 
     before = usage_calls(lago)
 
-    amounts = asyncio.run(ask_all())
+    with slow_usage(lago):
+        amounts = asyncio.run(ask_all())
 
     assert usage_calls(lago) - before == 1
     assert amounts == [Decimal("0.81")] * 100
