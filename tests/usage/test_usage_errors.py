@@ -207,11 +207,17 @@ def test_a_rejected_key_is_a_usage_error_caused_by_the_401(clock: FakeClock) -> 
 
 
 @respx.mock
-def test_an_unreadable_body_is_a_usage_error(clock: FakeClock) -> None:
-    respx.get(USAGE_URL).respond(json={"customer_usage": {"currency": "USD"}})
+def test_an_unreadable_answer_is_an_error_remembered_for_the_ttl(
+    clock: FakeClock,
+) -> None:
+    route = respx.get(USAGE_URL).respond(json={"customer_usage": {"currency": "USD"}})
+    client = make_client(clock)
 
-    with pytest.raises(UsageError, match="could not be read"):
-        make_client(clock).current("cus_1", "sub_1")
+    for _ in range(2):
+        with pytest.raises(UsageError, match="could not be read: .*no 'from_dat"):
+            client.current("cus_1", "sub_1")
+
+    assert route.call_count == 1
 
 
 def test_empty_ids_are_refused(clock: FakeClock) -> None:

@@ -9,7 +9,7 @@ from datetime import datetime, timezone
 from decimal import Decimal
 from typing import Any, Final
 
-from tokbill._errors import LagoError, UsageError
+from tokbill._errors import TokbillError, UsageError
 from tokbill.lago import api_path
 from tokbill.usage._budget import BudgetStatus, budget_status, to_limit
 from tokbill.usage._cache import Failure, SubscriptionKey, UsageCache
@@ -100,10 +100,9 @@ class UsageClientBase:
                 fetched_at=datetime.now(timezone.utc),
             )
         except (ValueError, TypeError, ArithmeticError) as exc:
-            raise UsageError(
-                f"Lago's current usage of subscription {key[1]!r} could not be "
-                f"read: {exc}"
-            ) from exc
+            # Remembered like any failure, so the callers waiting for this
+            # refresh do not each ask Lago again for the same bad answer.
+            return self._fail(key, _unreadable(exc), None)
         logger.debug(
             "Fetched current usage of subscription %r: %s %s.",
             key[1],
@@ -113,7 +112,7 @@ class UsageClientBase:
         return self._cache.store(key, usage)
 
     def _fail(
-        self, key: SubscriptionKey, exc: LagoError, found: Mapping[str, Any] | None
+        self, key: SubscriptionKey, exc: TokbillError, found: Mapping[str, Any] | None
     ) -> Usage:
         return self._cache.fail(key, Failure(exc, found))
 
@@ -129,3 +128,9 @@ class UsageClientBase:
     @staticmethod
     def _budget(usage: Usage, limit: Decimal | int | str) -> BudgetStatus:
         return budget_status(usage, to_limit(limit))
+
+
+def _unreadable(exc: Exception) -> UsageError:
+    error = UsageError(f"Lago's answer could not be read: {exc}")
+    error.__cause__ = exc
+    return error

@@ -14,8 +14,9 @@ The rules, with ``now`` from the injected monotonic clock:
   value is served with ``stale=True`` and its age, for as long as it is at
   most ``max_stale_s`` old; after that, or with no good value at all,
   :class:`~tokbill.usage.UsageUnavailableError` is raised.
-- A definitive failure (unknown customer, subscription not active, 401, 403)
-  is raised as it is; serving an old figure would hide it.
+- A definitive failure (unknown customer, subscription not active, 401, 403,
+  an answer that cannot be read) is raised as it is; serving an old figure
+  would hide it.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from tokbill._errors import LagoError
+from tokbill._errors import TokbillError
 from tokbill.usage._errors import is_transient, unavailable_error, usage_error
 from tokbill.usage._model import Usage
 
@@ -40,9 +41,13 @@ SubscriptionKey = tuple[str, str]
 
 @dataclass(frozen=True)
 class Failure:
-    """A failed refresh: the Lago error, and the subscription if looked up."""
+    """A failed refresh: why, and the subscription if it was looked up.
 
-    cause: LagoError
+    ``cause`` is the Lago error, or the UsageError for an answer that could
+    not be read.
+    """
+
+    cause: TokbillError
     found: Mapping[str, Any] | None = None
 
 

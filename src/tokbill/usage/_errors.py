@@ -17,12 +17,12 @@ from typing import Any
 
 from tokbill._errors import (
     LagoConnectionError,
-    LagoError,
     LagoStatusError,
     NotAllowedError,
     NotFoundError,
     RateLimitError,
     ServerError,
+    TokbillError,
     UsageError,
 )
 
@@ -109,7 +109,8 @@ class UsageUnavailableError(_SubscriptionUsageError):
 
     Either the failure is transient and the last good value is missing or
     older than ``max_stale_s``, or it is one an old figure must not hide,
-    such as a rejected API key (401) or a denied permission (403).
+    such as a rejected API key (401), a denied permission (403) or an answer
+    tokbill could not read.
 
     ``stale_age_s`` is the age of the last good value that was too old to
     serve, or None when there was none.
@@ -130,7 +131,7 @@ class UsageUnavailableError(_SubscriptionUsageError):
         """Age of the last good value, too old to serve; None if none."""
 
 
-def is_transient(exc: LagoError) -> bool:
+def is_transient(exc: TokbillError) -> bool:
     """Whether ``exc`` may clear up by itself, so a stale value may stand in.
 
     Connection failures, timeouts, 429 and 5xx are transient. A 401, 403, 404
@@ -222,7 +223,7 @@ def _foreign_error(
 
 
 def unavailable_error(
-    cause: LagoError,
+    cause: TokbillError,
     customer_id: str,
     subscription_id: str,
     stale_age_s: float | None,
@@ -246,12 +247,12 @@ def unavailable_error(
 
 
 def usage_error(
-    cause: LagoError,
+    cause: TokbillError,
     customer_id: str,
     subscription_id: str,
     found: Mapping[str, Any] | None = None,
 ) -> UsageError:
-    """The UsageError a definitive (non-transient) Lago failure stands for."""
+    """The UsageError a definitive (non-transient) failure stands for."""
     if isinstance(cause, NotFoundError) and cause.code == "customer_not_found":
         return customer_not_found(customer_id, subscription_id)
     if isinstance(cause, NotAllowedError) and cause.code == "no_active_subscription":
@@ -259,6 +260,6 @@ def usage_error(
     return unavailable_error(cause, customer_id, subscription_id, None)
 
 
-def needs_lookup(cause: LagoError) -> bool:
+def needs_lookup(cause: TokbillError) -> bool:
     """Whether explaining ``cause`` needs the subscription looked up."""
     return isinstance(cause, NotAllowedError) and cause.code == "no_active_subscription"
