@@ -193,6 +193,26 @@ def test_a_metric_definition_change_is_blocked_once_a_plan_uses_it() -> None:
     assert only(unused.changes, "billable_metric", "llm_tokens").action == "update"
 
 
+def test_rounding_set_in_lago_shows_and_is_blocked_once_a_plan_uses_it() -> None:
+    rounded = {**lago_metric(metric()), "rounding_function": "ceil"}
+    rounded["rounding_precision"] = 2
+
+    used = make_plan(
+        templates(metric(), plan()),
+        LiveState.from_lago([rounded], [lago_plan(plan())]),
+    )
+    unused = make_plan(templates(metric()), LiveState.from_lago([rounded], []))
+
+    change = only(used.changes, "billable_metric", "llm_tokens")
+    assert [f.text for f in change.fields] == [
+        "rounding_function: 'ceil' -> None",
+        "rounding_precision: 2 -> None",
+    ]
+    assert change.action == "blocked"
+    assert "llm_tokens_v2" in (change.remedy or "")
+    assert only(unused.changes, "billable_metric", "llm_tokens").action == "update"
+
+
 def test_a_charge_missing_from_the_template_is_blocked_unless_destroy() -> None:
     extra = replace(charge(), code="llm_tokens_batch")
     live = LiveState.from_lago(

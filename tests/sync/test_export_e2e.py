@@ -85,3 +85,20 @@ def test_a_charge_the_format_cannot_express_is_refused_by_name(
 
     with pytest.raises(ExportError, match="Charge bundle of plan gpt4 has a filter"):
         export_state(client)
+
+
+def test_a_rounded_metric_is_refused_by_export_and_reset_by_apply(
+    client: LagoClient, tmp_path: Path
+) -> None:
+    metric_only = GPT4[: GPT4.index("plans:")]
+    template = write(tmp_path, "metric.yaml", metric_only)
+    sync(client, template)
+    rounding = {"rounding_function": "ceil", "rounding_precision": 0}
+    client.put("/billable_metrics/llm_tokens", {"billable_metric": rounding})
+
+    with pytest.raises(ExportError, match="Metric llm_tokens is rounded"):
+        export_state(client)
+    sync(client, template)
+
+    metric = client.get("/billable_metrics/llm_tokens")["billable_metric"]
+    assert (metric["rounding_function"], metric["rounding_precision"]) == (None, None)

@@ -2,9 +2,10 @@
 
 The text round-trips: loading it gives specs equal to Lago's state, so
 applying it changes nothing. Lago objects the format cannot express (a
-recurring metric, a graduated charge, a filter on several values of a key,
-a per-filter package size) raise :class:`ExportError` naming the object,
-instead of being exported approximately.
+recurring metric, a rounded metric or one with an expression, a graduated
+charge, a filter on several values of a key, a per-filter package size)
+raise :class:`ExportError` naming the object, instead of being exported
+approximately.
 """
 
 from __future__ import annotations
@@ -113,6 +114,11 @@ def _metric(metric: LiveMetric) -> dict[str, Any]:
         raise ExportError(
             f"Metric {metric.code} is {kind}; templates support sum_agg and "
             "count_agg metrics that are not recurring."
+        )
+    if metric.rounding_function or metric.expression:
+        kind = "rounded" if metric.rounding_function else "computed by an expression"
+        raise ExportError(
+            f"Metric {metric.code} is {kind}, which templates cannot express yet."
         )
     out: dict[str, Any] = {"code": metric.code, "name": metric.name}
     _put(out, "description", metric.description)

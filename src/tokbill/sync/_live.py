@@ -57,6 +57,10 @@ def _text(value: Any) -> str | None:
     return value if isinstance(value, str) and value != "" else None
 
 
+def _integer(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
 @dataclass(frozen=True)
 class Bucket:
     """One priced bucket of a charge: a filter, or the default bucket."""
@@ -154,6 +158,9 @@ class LiveMetric:
     field_name: str | None
     recurring: bool
     filters: Mapping[str, tuple[str, ...]]
+    rounding_function: str | None = None
+    rounding_precision: int | None = None
+    expression: str | None = None
 
 
 @dataclass(frozen=True)
@@ -211,6 +218,9 @@ def parse_metric(data: Mapping[str, Any]) -> LiveMetric:
         aggregation_type=str(data.get("aggregation_type")),
         field_name=_text(data.get("field_name")),
         recurring=bool(data.get("recurring")),
+        rounding_function=_text(data.get("rounding_function")),
+        rounding_precision=_integer(data.get("rounding_precision")),
+        expression=_text(data.get("expression")),
         filters={
             str(f["key"]): tuple(sorted(str(v) for v in f.get("values") or ()))
             for f in data.get("filters") or ()

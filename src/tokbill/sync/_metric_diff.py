@@ -19,8 +19,19 @@ from tokbill.sync._filter_removal import removal_block
 from tokbill.sync._live import LiveMetric
 from tokbill.template._model import MetricSpec
 
-FROZEN_METRIC_FIELDS = ("aggregation_type", "field_name", "recurring")
-"""Metric fields Lago silently keeps once a plan uses the metric."""
+FROZEN_METRIC_FIELDS = (
+    "aggregation_type",
+    "field_name",
+    "recurring",
+    "rounding_function",
+    "rounding_precision",
+    "expression",
+)
+"""Metric fields Lago silently keeps once a plan uses the metric.
+
+Templates cannot set rounding or an expression, but both change the units
+billed, so one set in Lago (by its UI, say) shows as a change to undo.
+"""
 
 _SHOWN_ON_CREATE = ("name", "description", *FROZEN_METRIC_FIELDS)
 

@@ -52,7 +52,12 @@ def money_string(amount: Decimal) -> str:
 
 @dataclass(frozen=True)
 class MetricSpec:
-    """One billable metric as the template wants it."""
+    """One billable metric as the template wants it.
+
+    Templates cannot set ``recurring``, rounding or an ``expression`` yet, so
+    a template metric always wants none of them; holding them here lets the
+    reconciler see (and reset) them when they were set in Lago.
+    """
 
     code: str
     name: str
@@ -61,6 +66,9 @@ class MetricSpec:
     description: str | None = None
     recurring: bool = False
     filters: FilterValues = field(default_factory=dict)
+    rounding_function: str | None = None
+    rounding_precision: int | None = None
+    expression: str | None = None
     source: SourceRef | None = field(default=None, compare=False)
 
     def payload(self) -> dict[str, Any]:
@@ -72,6 +80,9 @@ class MetricSpec:
             "aggregation_type": self.aggregation_type,
             "field_name": self.field_name,
             "recurring": self.recurring,
+            "rounding_function": self.rounding_function,
+            "rounding_precision": self.rounding_precision,
+            "expression": self.expression,
             "filters": [
                 {"key": key, "values": list(values)}
                 for key, values in sorted(self.filters.items())
