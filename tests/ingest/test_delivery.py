@@ -437,3 +437,83 @@ def test_sending_resumes_when_the_probe_spent_its_retry_budget(
 
     assert report.complete and report.acked == 4
     assert len(lago.stored) == 4 and meter.stats().blocked is None
+
+
+def test_a_422_mixing_duplicates_strings_and_field_errors(
+    make_meter: MakeMeter,
+) -> None:
+    answer = invalid(
+        {
+            "0": "expression_evaluation_failed: Variable: b not found",
+            "1": {"transaction_id": ["value_already_exist"]},
+            "2": {"timestamp": ["invalid_format"]},
+        }
+    )
+    drops: list[tuple[str, str]] = []
+    meter = make_meter(
+        options=MeterOptions(linger_s=30.0),
+        on_drop=lambda events, reason: drops.extend(
+            (event["transaction_id"], reason) for event in events
+        ),
+    )
+
+    with fake_lago(failing_first(answer)) as lago:
+        for number in range(4):
+            meter.record(
+                subscription_id="s",
+                model="m",
+                input_tokens=1,
+                output_tokens=0,
+                request_id=f"r{number}",
+            )
+        report = meter.flush(timeout_s=5)
+
+    assert (report.acked, report.quarantined, report.pending) == (2, 2, 0)
+    assert [len(batch) for batch in lago.batches] == [4, 1]
+    assert lago.batches[1][0]["transaction_id"] == "r3:input"
+    assert sorted(drops) == [
+        ("r0:input", "rejected: expression_evaluation_failed: Variable: b not found"),
+        ("r2:input", "rejected: timestamp: invalid_format"),
+    ]
+
+
+def test_a_429_with_a_zero_reset_still_waits(make_meter: MakeMeter) -> None:
+    arrivals: list[float] = []
+    limited = httpx.Response(429, headers={"X-RateLimit-Reset": "0"})
+    first = failing_first(limited, limited)
+
+    def script(events: list[Event]) -> httpx.Response:
+        arrivals.append(time.monotonic())
+        return first(events)
+
+    options = MeterOptions(linger_s=0.01, senders=1, retry_initial_delay_s=0.2)
+    meter = make_meter(options=options)
+    with fake_lago(script):
+        record_calls(meter, 1)
+        report = meter.flush(timeout_s=5)
+
+    assert report.complete and len(arrivals) == 3
+    assert arrivals[1] - arrivals[0] >= 0.2 and arrivals[2] - arrivals[1] >= 0.2
+
+
+def test_the_larger_of_retry_after_and_the_reset_is_waited(
+    make_meter: MakeMeter,
+) -> None:
+    infos: list[RateLimitInfo] = []
+    limited = httpx.Response(
+        429, headers={"Retry-After": "0.1", "X-RateLimit-Reset": "1"}
+    )
+    arrivals: list[float] = []
+    first = failing_first(limited)
+
+    def script(events: list[Event]) -> httpx.Response:
+        arrivals.append(time.monotonic())
+        return first(events)
+
+    meter = make_meter(on_rate_limit=infos.append)
+    with fake_lago(script):
+        record_calls(meter, 1)
+        meter.flush(timeout_s=5)
+
+    assert infos[0].wait_s == 1.0
+    assert arrivals[1] - arrivals[0] >= 0.95

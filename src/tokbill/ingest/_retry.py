@@ -8,10 +8,12 @@ unlike in ``tokbill.lago``, because every event carries its idempotency key.
 
 Waits: full-jitter exponential backoff from ``retry_initial_delay_s`` up to
 ``retry_max_delay_s``. A 429 waits what Lago asked for (``Retry-After`` or
-``X-RateLimit-Reset``, capped) and pauses every sender of the meter; that
-time does not count against ``retry_budget_s``, the time one batch may spend
-retrying before it goes to the back of the queue. Closing the meter cuts any
-wait short.
+``X-RateLimit-Reset``, capped) and pauses every sender of the meter. It waits
+at least ``retry_initial_delay_s``: Lago Cloud's reset counts whole seconds,
+so it reads 0 in the last fraction of a window, and resending at once would
+only meet the limit again. Rate-limit waits do not count against
+``retry_budget_s``, the time one batch may spend retrying before it goes to
+the back of the queue. Closing the meter cuts any wait short.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from tenacity.wait import wait_random_exponential
 from tokbill._errors import LagoConnectionError, LagoStatusError, RateLimitError
 from tokbill.ingest._options import MeterOptions
 
-__all__ = ["DeliveryRetry", "Stopped", "is_transient"]
+__all__ = ["DeliveryRetry", "Stopped", "is_transient", "rate_limit_wait_s"]
 
 T = TypeVar("T")
 
@@ -48,6 +50,12 @@ def is_transient(exc: BaseException) -> bool:
     if isinstance(exc, LagoStatusError):
         return exc.status_code in (408, 429) or exc.status_code >= 500
     return False
+
+
+def rate_limit_wait_s(hinted_s: float, options: MeterOptions) -> float:
+    """The wait for a 429 whose headers asked for ``hinted_s``."""
+    floor_s = min(options.retry_initial_delay_s, options.max_rate_limit_wait_s)
+    return min(max(hinted_s, floor_s), options.max_rate_limit_wait_s)
 
 
 class DeliveryRetry:
@@ -107,7 +115,7 @@ class DeliveryRetry:
             hinted_s = exc.retry_after_s
             if hinted_s is None:
                 hinted_s = float(self._backoff(state))
-            self._pause.pause_for(min(hinted_s, self._options.max_rate_limit_wait_s))
+            self._pause.pause_for(rate_limit_wait_s(hinted_s, self._options))
             return self._pause.pause_remaining_s()
         return max(float(self._backoff(state)), self._pause.pause_remaining_s())
 

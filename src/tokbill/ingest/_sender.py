@@ -42,7 +42,7 @@ from tokbill.ingest._options import MeterOptions
 from tokbill.ingest._pipeline import Item, Pipeline
 from tokbill.ingest._records import events_of
 from tokbill.ingest._report import RateLimitInfo
-from tokbill.ingest._retry import DeliveryRetry, Stopped
+from tokbill.ingest._retry import DeliveryRetry, Stopped, rate_limit_wait_s
 from tokbill.lago import error_from_response, retry_after_s
 
 __all__ = ["EVENTS_BATCH_PATH", "Sender"]
@@ -308,7 +308,7 @@ class Sender:
         if is_429:
             hinted_s = retry_after_s(headers)
             if hinted_s is not None:
-                wait_s = min(hinted_s, self._options.max_rate_limit_wait_s)
+                wait_s = rate_limit_wait_s(hinted_s, self._options)
                 self._pipeline.pause_for(wait_s)
         self._hooks.rate_limited(
             RateLimitInfo(
