@@ -175,3 +175,10 @@ def test_async_estimate(clock: FakeClock, gpt4: TemplateSet) -> None:
                 )
 
     assert asyncio.run(scenario()).pending_amount == Decimal("0.06")
+
+
+def test_by_without_keys_is_refused(clock: FakeClock, gpt4: TemplateSet) -> None:
+    result = estimate(clock, gpt4, RecordedEvents(("gpt-4", "input", 1)))
+
+    with pytest.raises(ValueError, match="at least one filter key"):
+        result.by()

@@ -182,7 +182,7 @@ def _render_one(u: Usage, plan_code: str | None) -> str:
     if u.stale:
         header.append(
             style(
-                f"Stale: Lago could not be reached; this is the value from "
+                f"Stale: the last refresh failed; this is Lago's figure from "
                 f"{u.age_s:.0f} s ago.",
                 fg="yellow",
             )

@@ -21,7 +21,7 @@ class BudgetStatus:
     exactly is exhausted, because the next request would take it over.
     ``remaining`` is ``limit - spent``, never below zero. ``as_of`` is when
     the figure was fetched from Lago, and ``stale`` says it is a last good
-    value served because Lago could not be reached (``age_s`` old).
+    value served because the last refresh failed (``age_s`` old).
     """
 
     spent: Decimal

@@ -26,7 +26,13 @@ from typing import Any, Protocol
 
 from tokbill._currency import round_to_currency
 from tokbill.template._model import ChargeSpec, PlanSpec, PriceSpec, TemplateSet
-from tokbill.usage._model import GroupKey, Usage, UsageLine, combine_lines
+from tokbill.usage._model import (
+    GroupKey,
+    Usage,
+    UsageLine,
+    combine_lines,
+    require_keys,
+)
 
 __all__ = [
     "EstimatedLine",
@@ -97,6 +103,7 @@ class UsageEstimate:
 
     def by(self, *keys: str) -> dict[GroupKey, EstimatedLine]:
         """Lines grouped by filter values, as :meth:`Usage.by` groups them."""
+        require_keys(keys)
         groups: dict[GroupKey, list[EstimatedLine]] = {}
         for line in self.lines:
             group = tuple(line.confirmed.value(key) for key in keys)

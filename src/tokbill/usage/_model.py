@@ -18,7 +18,14 @@ from typing import Any
 from tokbill._currency import from_subunits
 from tokbill.template._model import FilterValues, money_string
 
-__all__ = ["Subscription", "Usage", "UsageLine", "combine_lines", "parse_usage"]
+__all__ = [
+    "Subscription",
+    "Usage",
+    "UsageLine",
+    "combine_lines",
+    "parse_usage",
+    "require_keys",
+]
 
 GroupKey = tuple[str | None, ...]
 
@@ -78,7 +85,7 @@ class Usage:
     current usage leaves out.
 
     ``fetched_at`` is when tokbill received the figure from Lago. ``stale``
-    is True when Lago could not be reached and this is the last good value,
+    is True when the last refresh failed and this is the last good value,
     ``age_s`` seconds old (0 for a fresh fetch; up to the TTL for a cached one).
     """
 
@@ -111,8 +118,7 @@ class Usage:
         amount and events are summed. Groups keep the order of first
         appearance.
         """
-        if not keys:
-            raise ValueError("by() needs at least one filter key, e.g. 'model'.")
+        require_keys(keys)
         groups: dict[GroupKey, list[UsageLine]] = {}
         for line in self.lines:
             group = tuple(line.value(key) for key in keys)
@@ -142,6 +148,12 @@ class Usage:
     def marked(self, *, stale: bool, age_s: float) -> Usage:
         """A copy with the staleness and age of this serving."""
         return dataclasses.replace(self, stale=stale, age_s=age_s)
+
+
+def require_keys(keys: tuple[str, ...]) -> None:
+    """Refuse ``by()`` without keys, which would lump every line into one."""
+    if not keys:
+        raise ValueError("by() needs at least one filter key, e.g. 'model'.")
 
 
 def combine_lines(
