@@ -14,6 +14,7 @@ from tests.sync.e2e import (
     MODEL_REMOVED,
     NARROW_TEAM,
     PRICE_RAISED,
+    SECOND_CHARGE,
     planned,
     sync,
     write,
@@ -86,6 +87,22 @@ def test_a_price_change_writes_only_that_charge_and_keeps_ids(
     assert client.get("/plans/gpt4")["plan"]["charges"][0]["lago_id"] == charge_id
     assert len(set(ids_before.values())) == 4
     assert filter_ids(client) == ids_before
+
+
+def test_a_price_change_leaves_the_other_charges_of_the_plan_alone(
+    lago_emulator: EmulatorServer, client: LagoClient, tmp_path: Path
+) -> None:
+    sync(client, write(tmp_path, "gpt4.yaml", SECOND_CHARGE))
+    before = client.get("/plans/gpt4/charges/llm_tokens")["charge"]
+    lago_emulator.requests.reset()
+
+    cheaper = SECOND_CHARGE.replace('output: "0.00004"', 'output: "0.00003"')
+    sync(client, write(tmp_path, "gpt4.yaml", cheaper))
+
+    assert writes(lago_emulator) == [
+        ("PUT", "/api/v1/plans/gpt4/charges/llm_tokens_batch")
+    ]
+    assert client.get("/plans/gpt4/charges/llm_tokens")["charge"] == before
 
 
 def test_adding_a_model_adds_the_metric_value_before_pricing_it(
