@@ -146,6 +146,27 @@ def test_watch_prints_successive_tables_when_not_a_terminal(
     assert totals == [["total", "4,001", "0.60"]] * 3
 
 
+class _CtrlCOnSleep:
+    """Stands in for ``time`` in the usage module: sleeping is a Ctrl-C."""
+
+    @staticmethod
+    def sleep(seconds: float) -> None:
+        raise KeyboardInterrupt
+
+
+def test_ctrl_c_ends_a_watch_cleanly(
+    lago: EmulatorServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("tokbill.cli.usage.time", _CtrlCOnSleep)
+
+    result = run(lago, "cus_1", "--subscription", "sub_b", "--watch", "5")
+
+    assert result.exit_code == 0
+    assert result.stdout.count("total ") == 1
+    assert result.stderr == "\n"
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+
+
 def test_an_unknown_customer_exits_1_with_a_sentence(lago: EmulatorServer) -> None:
     result = run(lago, "cus_nobody")
 
@@ -222,15 +243,19 @@ class _Terminal:
 
 
 @pytest.mark.parametrize(
-    ("flags", "in_place"), [([], True), (["--no-color"], False)], ids=str
+    ("flags", "no_color_env", "in_place"),
+    [([], "", True), (["--no-color"], "", False), ([], "1", False)],
+    ids=["colour", "no-color-flag", "NO_COLOR"],
 )
 def test_watch_redraws_in_place_on_a_terminal_unless_colour_is_off(
     lago: EmulatorServer,
     monkeypatch: pytest.MonkeyPatch,
     flags: list[str],
+    no_color_env: str,
     in_place: bool,
 ) -> None:
     monkeypatch.setattr("tokbill.cli.usage.sys", _Terminal)
+    monkeypatch.setenv("NO_COLOR", no_color_env)
     options = ["--api-url", lago.api_url, "--api-key", KEY]
     args = [*flags, "usage", *options, "cus_1", "--subscription", "sub_b"]
 
