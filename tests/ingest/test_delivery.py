@@ -517,3 +517,18 @@ def test_the_larger_of_retry_after_and_the_reset_is_waited(
 
     assert infos[0].wait_s == 1.0
     assert arrivals[1] - arrivals[0] >= 0.95
+
+
+def test_a_422_whose_details_name_no_error_is_split_not_resent_forever(
+    make_meter: MakeMeter,
+) -> None:
+    drops: list[str] = []
+    meter = make_meter(on_drop=lambda events, reason: drops.append(reason))
+
+    with fake_lago(lambda events: invalid({"0": None})) as lago:
+        record_calls(meter, 1)
+        report = meter.flush(timeout_s=5)
+
+    assert report.complete and report.quarantined == 2
+    assert len(lago.batches) == 3
+    assert drops == ["rejected: event 0: None"] * 2

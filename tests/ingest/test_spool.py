@@ -226,3 +226,22 @@ def test_close_is_idempotent_and_later_records_are_counted(
     assert meter.stats().dropped == {DropReason.CLOSED: 2}
     assert drops == [DropReason.CLOSED]
     assert_balanced(meter)
+
+
+def test_the_dead_letter_file_is_bounded(
+    make_meter: MakeMeter, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    def reject_all(events: list[Event]) -> httpx.Response:
+        details = {str(n): {"properties": ["invalid"]} for n in range(len(events))}
+        body = {"status": 422, "code": "validation_errors", "error_details": details}
+        return httpx.Response(422, json=body)
+
+    options = MeterOptions(linger_s=0.01, dead_letter_max_bytes=2048)
+    meter = make_meter(spool_dir=tmp_path, options=options)
+    with fake_lago(reject_all):
+        record_calls(meter, 50)
+        report = meter.flush(timeout_s=5)
+
+    assert report.complete and report.quarantined == 100
+    assert (tmp_path / "dead-letter.jsonl").stat().st_size <= 2048
+    assert "dead-letter file" in caplog.text

@@ -56,6 +56,9 @@ class MeterOptions:
     """Disk bound of the spool; when full, new events are dropped and counted
     as ``spool_full`` (the events already on disk are kept)."""
     spool_segment_bytes: int = 8 * 1024 * 1024
+    dead_letter_max_bytes: int = 64 * 1024 * 1024
+    """Bound of the spool's dead-letter file; quarantined events past it are
+    counted and given to ``on_drop`` but not written (an ERROR line says so)."""
     fsync_interval_s: float | None = None
     """None: the spool survives a killed process (page cache), not a power
     loss. A number: the spool is fsynced that often, which bounds the loss

@@ -177,6 +177,7 @@ class Runtime:
             self._spool_dir,
             max_bytes=self._options.spool_max_bytes,
             segment_bytes=self._options.spool_segment_bytes,
+            dead_letter_max_bytes=self._options.dead_letter_max_bytes,
             fsync_interval_s=self._options.fsync_interval_s,
             wake=self.pipeline.dispatcher_wanted.set,
         )

@@ -264,7 +264,7 @@ class Sender:
         if spool is None:
             return
         try:
-            spool.dead_letter(entries)
+            left_out = spool.dead_letter(entries)
         except OSError as exc:
             self._limiter.log(
                 logging.ERROR,
@@ -272,6 +272,17 @@ class Sender:
                 "Could not write the dead-letter file %s: %s.",
                 spool.dead_letter_path,
                 exc,
+            )
+            return
+        if left_out:
+            self._limiter.log(
+                logging.ERROR,
+                "dead-letter-full",
+                "The dead-letter file %s holds its limit of %d B; %d quarantined "
+                "event(s) were left out of it (on_drop still got them).",
+                spool.dead_letter_path,
+                self._options.dead_letter_max_bytes,
+                left_out,
             )
 
     def _give_back(self, work: Work) -> None:
@@ -342,7 +353,10 @@ def _per_index(details: Any, size: int) -> dict[int, Any] | None:
     keys = [str(key) for key in details]
     if not all(key.isdigit() and int(key) < size for key in keys):
         return None
-    return {int(key): value for key, value in details.items()}
+    # An index answered with null names no error: trusting it would resend
+    # the whole batch at once, forever.
+    found = {int(key): value for key, value in details.items() if value is not None}
+    return found or None
 
 
 def _int_or_none(value: str | None) -> int | None:

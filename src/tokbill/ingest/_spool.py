@@ -6,7 +6,8 @@ Layout under ``spool_dir``::
         lock
         00000001.seg        framed call records (see ``_records``), append-only
         00000001.done       framed indices of the records Lago resolved
-    dead-letter.jsonl       events Lago rejected, with its error, one a line
+    dead-letter.jsonl       events Lago rejected, with its error, one a line,
+                            up to ``dead_letter_max_bytes``
 
 Guarantees and limits:
 
@@ -96,12 +97,14 @@ class Spool:
         *,
         max_bytes: int,
         segment_bytes: int,
+        dead_letter_max_bytes: int,
         fsync_interval_s: float | None,
         wake: Callable[[], object],
     ) -> None:
         self.root = root
         self._max_bytes = max_bytes
         self._segment_bytes = segment_bytes
+        self._dead_letter_max_bytes = dead_letter_max_bytes
         self._fsync_interval_s = fsync_interval_s
         self._wake = wake
         self._lock = threading.Lock()
@@ -311,16 +314,24 @@ class Spool:
             ]
         return [record for span in spans for record in unresolved_records(*span)]
 
-    def dead_letter(self, entries: Sequence[dict[str, Any]]) -> None:
-        """Append ``entries`` as JSON lines to the dead-letter file."""
-        data = "".join(json.dumps(entry) + "\n" for entry in entries).encode()
+    def dead_letter(self, entries: Sequence[dict[str, Any]]) -> int:
+        """Append ``entries`` as JSON lines to the dead-letter file, as many
+        as fit in its bound; return how many were left out."""
+        lines = [(json.dumps(entry) + "\n").encode() for entry in entries]
         fd = os.open(
             self.dead_letter_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, FILE_MODE
         )
         try:
-            os.write(fd, data)
+            room = self._dead_letter_max_bytes - os.fstat(fd).st_size
+            kept = 0
+            while kept < len(lines) and len(lines[kept]) <= room:
+                room -= len(lines[kept])
+                kept += 1
+            if kept:
+                os.write(fd, b"".join(lines[:kept]))
         finally:
             os.close(fd)
+        return len(lines) - kept
 
     def sync_if_due(self, now: float) -> None:
         """fsync the segment being written, at most once per interval."""
