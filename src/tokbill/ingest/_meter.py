@@ -469,7 +469,10 @@ class TokenMeter(MeterBase):
     def flush(self, timeout_s: float = 5.0) -> FlushReport:
         """Send everything recorded so far; wait at most ``timeout_s``.
 
-        ``report.complete`` tells whether it all resolved in time.
+        ``report.complete`` tells whether as many events were resolved as
+        had been recorded when the call began. While other threads keep
+        recording, events recorded meanwhile count too, so an older event
+        may still be pending; ``close`` waits until nothing is.
         """
         return self._flush_sync(timeout_s)
 

@@ -63,8 +63,9 @@ class FlushReport:
     """The state when ``flush`` or ``close`` returned.
 
     Counts are totals since the meter started, so the equation of
-    :class:`MeterStats` holds here too. ``complete`` is True when every event
-    recorded before the call was resolved (acked, dropped or quarantined).
+    :class:`MeterStats` holds here too. ``complete`` is True when as many
+    events were resolved (acked, dropped or quarantined) as had been
+    recorded before the call (``flush``), or nothing is pending (``close``).
     """
 
     complete: bool

@@ -152,7 +152,11 @@ class Sender:
         # Any answer but 401/403/404 (a 422 too) shows the key and URL work.
         if self._pipeline.blocked is not None:
             self._pipeline.unblock()
-            logger.warning(
+            # Through the limiter: a key that flaps between backends would
+            # otherwise log a line per batch.
+            self._limiter.log(
+                logging.WARNING,
+                "resumed",
                 "Lago answered %d, so the key and URL work again; sending resumed.",
                 status,
             )
