@@ -245,3 +245,20 @@ def test_the_dead_letter_file_is_bounded(
     assert report.complete and report.quarantined == 100
     assert (tmp_path / "dead-letter.jsonl").stat().st_size <= 2048
     assert "dead-letter file" in caplog.text
+
+
+def test_a_lane_left_half_deleted_is_cleaned_up(
+    make_meter: MakeMeter, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A process killed between deleting a finished segment and its .done file.
+    lane = tmp_path / "lane-1-1"
+    lane.mkdir()
+    (lane / "00000003.done").write_bytes(b"\x00" * 12)
+
+    meter = make_meter(spool_dir=tmp_path)
+    with fake_lago() as lago:
+        report = meter.flush(timeout_s=5)
+
+    assert report.complete and lago.sent == []
+    assert not lane.exists()
+    assert "Could not remove" not in caplog.text

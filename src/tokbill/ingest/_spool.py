@@ -486,6 +486,10 @@ class Spool:
         pending = 0
         with self._lock:
             self._adopted.append(lane)
+            for done_path in lane.path.glob("*.done"):
+                # Its owner died between deleting the segment and this file.
+                if not done_path.with_suffix(".seg").exists():
+                    done_path.unlink(missing_ok=True)
             for seg_path in sorted(lane.path.glob("*.seg")):
                 pending += self._adopt_segment(lane, int(seg_path.stem))
             self._release_if_drained(lane)
