@@ -1,11 +1,18 @@
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 import respx
 
 from tests.usage.conftest import KEY, URL, lago_error
 from tokbill import ConfigurationError
-from tokbill.usage import CustomerNotFoundError, Subscription, UsageClient
+from tokbill.usage import (
+    AsyncUsageClient,
+    CustomerNotFoundError,
+    Subscription,
+    UsageClient,
+)
 
 NO_SUBSCRIPTIONS = {"subscriptions": [], "meta": {"next_page": None}}
 
@@ -81,6 +88,31 @@ def test_subscriptions_of_an_unknown_customer_says_so() -> None:
         UsageClient(URL, KEY).subscriptions("cus_x")
 
     assert caught.value.subscription_id is None
+
+
+@respx.mock
+def test_a_404_to_the_list_itself_is_an_unknown_customer() -> None:
+    # Older Lago versions look the customer up before listing.
+    respx.get(f"{URL}/subscriptions").respond(
+        404, json=lago_error(404, "customer_not_found")
+    )
+
+    with pytest.raises(CustomerNotFoundError, match="'cus_x'"):
+        UsageClient(URL, KEY).subscriptions("cus_x")
+
+
+def test_async_subscriptions_of_an_unknown_customer_says_so() -> None:
+    async def scenario() -> None:
+        with respx.mock:
+            respx.get(f"{URL}/subscriptions").respond(json=NO_SUBSCRIPTIONS)
+            respx.get(f"{URL}/customers/cus_x").respond(
+                404, json=lago_error(404, "customer_not_found")
+            )
+            async with AsyncUsageClient(URL, KEY) as usage:
+                await usage.subscriptions("cus_x")
+
+    with pytest.raises(CustomerNotFoundError, match="'cus_x'"):
+        asyncio.run(scenario())
 
 
 @respx.mock

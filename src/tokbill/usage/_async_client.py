@@ -142,15 +142,15 @@ class AsyncUsageClient(UsageClientBase):
             LagoError: the list could not be fetched.
         """
         path, params = self._subscriptions_request(customer_id)
-        items = [
-            item async for item in self._lago.paginate(path, "subscriptions", params)
-        ]
-        if not items:
-            # Lago lists nothing for an unknown customer; say which it is.
-            try:
+        pages = self._lago.paginate(path, "subscriptions", params)
+        try:
+            items = [item async for item in pages]
+            if not items:
+                # An empty list may mean an unknown customer; ask which.
                 await self._lago.get(api_path("customers", customer_id))
-            except NotFoundError as exc:
-                raise customer_not_found(customer_id) from exc
+        except NotFoundError as exc:
+            # Older Lago versions answer the list itself with a 404.
+            raise customer_not_found(customer_id) from exc
         return self._active(items, customer_id)
 
     async def aclose(self) -> None:

@@ -156,13 +156,14 @@ class UsageClient(UsageClientBase):
             LagoError: the list could not be fetched.
         """
         path, params = self._subscriptions_request(customer_id)
-        items = list(self._lago.paginate(path, "subscriptions", params))
-        if not items:
-            # Lago lists nothing for an unknown customer; say which it is.
-            try:
+        try:
+            items = list(self._lago.paginate(path, "subscriptions", params))
+            if not items:
+                # An empty list may mean an unknown customer; ask which.
                 self._lago.get(api_path("customers", customer_id))
-            except NotFoundError as exc:
-                raise customer_not_found(customer_id) from exc
+        except NotFoundError as exc:
+            # Older Lago versions answer the list itself with a 404.
+            raise customer_not_found(customer_id) from exc
         return self._active(items, customer_id)
 
     def close(self) -> None:
