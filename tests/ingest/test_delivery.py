@@ -532,3 +532,37 @@ def test_a_422_whose_details_name_no_error_is_split_not_resent_forever(
     assert report.complete and report.quarantined == 2
     assert len(lago.batches) == 3
     assert drops == ["rejected: event 0: None"] * 2
+
+
+def test_batches_hold_at_most_100_events_and_the_byte_cap(
+    make_meter: MakeMeter,
+) -> None:
+    meter = make_meter(options=MeterOptions(linger_s=30.0, max_batch_bytes=4096))
+    wide = make_meter(options=MeterOptions(linger_s=30.0))
+
+    with fake_lago() as lago:
+        record_calls(meter, 60)
+        meter.flush(timeout_s=5)
+        capped = list(lago.bodies)
+        lago.bodies.clear()
+        lago.batches.clear()
+        record_calls(wide, 260, prefix="wide")
+        wide.flush(timeout_s=5)
+
+    assert all(len(body) <= 4096 for body in capped) and len(capped) > 1
+    sizes = sorted(len(batch) for batch in lago.batches)
+    assert sum(sizes) == 520 and max(sizes) == 100
+
+
+def test_a_partial_batch_leaves_after_the_linger_without_a_flush(
+    make_meter: MakeMeter,
+) -> None:
+    meter = make_meter()
+
+    with fake_lago() as lago:
+        record_calls(meter, 1)
+        deadline = time.monotonic() + 5
+        while not lago.stored and time.monotonic() < deadline:
+            time.sleep(0.005)
+
+    assert len(lago.stored) == 2
