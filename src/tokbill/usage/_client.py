@@ -49,6 +49,8 @@ class UsageClient(UsageClientBase):
     - An unknown customer, a subscription that is not active or belongs to
       another customer raise a :class:`~tokbill.UsageError` subclass that
       says so (see ``tokbill.usage._errors``), chained from Lago's error.
+      Explaining Lago's 405 takes up to four ``GET /subscriptions/{id}``
+      lookups (one per status), and the error is remembered for the TTL.
 
     A caller waits at most about ``timeout_s * (max_retries + 1)`` plus the
     retry backoff for a refresh. The cache holds one entry per subscription
