@@ -97,6 +97,20 @@ def test_latency_delays_one_path_without_blocking_others(
     assert len(outcome) == 1 and isinstance(outcome[0], httpx.ReadTimeout)
 
 
+def test_methods_limit_faults_to_writes(
+    lago_emulator: EmulatorServer, api: httpx.Client
+) -> None:
+    lago_emulator.faults.update(error_rate=1.0, methods=["post", "PUT"])
+
+    read = api.get("/plans")
+    written = api.post("/customers", json={"customer": {"external_id": "c1"}})
+
+    assert read.status_code == 200
+    assert written.status_code in (500, 502, 503)
+    with pytest.raises(ValueError, match="wrong kind"):
+        lago_emulator.faults.update(methods="POST")
+
+
 def test_stalled_request_is_committed_before_the_client_times_out(
     lago_emulator: EmulatorServer, api: httpx.Client
 ) -> None:

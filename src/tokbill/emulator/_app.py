@@ -233,7 +233,7 @@ class EmulatorApp:
     async def api(self, request: Request) -> Response:
         """Serve one request under ``/api/v1`` with faults applied."""
         path = request.url.path
-        decision = self.faults.decide(path)
+        decision = self.faults.decide(request.method, path)
         if decision.latency_s:
             await self._delay(decision.latency_s)
         if decision.status is not None:

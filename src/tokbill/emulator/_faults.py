@@ -48,6 +48,8 @@ class FaultSettings:
     """The next N requests stall, then stalls stop (counted down live)."""
     path_prefix: str = "/api/v1"
     """Only requests whose path starts with this are affected."""
+    methods: tuple[str, ...] = ()
+    """Only requests with one of these methods are affected; empty means all."""
     seed: int | None = None
     """Seed for the random draws; None draws from the OS."""
 
@@ -55,6 +57,7 @@ class FaultSettings:
         """The settings as JSON-ready values."""
         values = dataclasses.asdict(self)
         values["error_statuses"] = list(self.error_statuses)
+        values["methods"] = list(self.methods)
         return values
 
 
@@ -112,11 +115,13 @@ class Faults:
             self._settings = FaultSettings()
             self._limited_until = 0.0
 
-    def decide(self, path: str) -> Decision:
-        """Draw the faults for one request to ``path``."""
+    def decide(self, method: str, path: str) -> Decision:
+        """Draw the faults for one ``method`` request to ``path``."""
         with self._lock:
             settings = self._settings
             if not path.startswith(settings.path_prefix):
+                return Decision()
+            if settings.methods and method.upper() not in settings.methods:
                 return Decision()
             status, headers = self._draw_status(settings)
             stall_s = self._draw_stall(settings) if status is None else 0.0
@@ -169,6 +174,8 @@ def _checked(changes: dict[str, Any]) -> dict[str, Any]:
             checked[name] = int(changes[name])
         if "error_statuses" in changes:
             checked["error_statuses"] = tuple(int(s) for s in changes["error_statuses"])
+        if "methods" in changes:
+            checked["methods"] = _methods(changes["methods"])
     except (TypeError, ValueError) as error:
         raise ValueError(
             f"A fault setting has a value of the wrong kind: {error}."
@@ -184,6 +191,12 @@ def _checked(changes: dict[str, Any]) -> dict[str, Any]:
     if "error_statuses" in checked and not checked["error_statuses"]:
         raise ValueError("error_statuses must name at least one status.")
     return checked
+
+
+def _methods(value: Any) -> tuple[str, ...]:
+    if isinstance(value, str) or not all(isinstance(m, str) for m in value):
+        raise TypeError("methods must be a list of HTTP method names")
+    return tuple(method.upper() for method in value)
 
 
 def _rate_limit_headers(
