@@ -178,6 +178,12 @@ class BlockedError(SyncError):
 class DriftError(SyncError):
     """After an apply, Lago still differs from the template."""
 
+    def __init__(self, message: str, *, writes: tuple[Any, ...] = ()) -> None:
+        super().__init__(message)
+        self.writes = writes
+        """The writes the apply made before reading Lago back
+        (``tokbill.sync.Write``), in order."""
+
 
 class UsageError(TokbillError):
     """Current usage could not be served, even from a stale cached value."""

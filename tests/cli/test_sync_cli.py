@@ -195,6 +195,27 @@ def test_apply_json_lists_the_writes_and_a_reapply_makes_none(
     assert writes(lago_emulator) == []
 
 
+def test_a_failed_apply_json_still_says_what_was_written(
+    lago_emulator: EmulatorServer, run: Callable[..., Result], tmp_path: Path
+) -> None:
+    lago_emulator.faults.update(
+        error_rate=1.0,
+        error_statuses=(500,),
+        path_prefix="/api/v1/plans",
+        methods=["POST"],
+    )
+
+    result = run("apply", write(tmp_path, "gpt4.yaml", GPT4), "--yes", "--json")
+    document = json.loads(result.stdout)
+
+    assert result.exit_code == 1
+    assert [w["path"] for w in document["writes"]] == ["/billable_metrics"]
+    assert document["failed"]["path"] == "/plans"
+    assert document["not_done"] == []
+    assert "returned 500" in document["error"]
+    assert "Run apply again" in result.stderr
+
+
 def _charge_dropped(client: LagoClient, tmp_path: Path) -> list[str | Path]:
     sync(client, write(tmp_path, "gpt4.yaml", SECOND_CHARGE))
     return [write(tmp_path, "gpt4.yaml", GPT4)]

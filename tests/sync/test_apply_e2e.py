@@ -345,6 +345,7 @@ def test_a_write_lago_ignores_is_reported_as_drift(
         sync(ignoring, write(tmp_path, "gpt4.yaml", PRICE_RAISED))
 
     assert "gpt-4 / input: 0.03 -> 0.035" in str(drift.value)
+    assert [w.method for w in drift.value.writes] == ["PUT"]
 
 
 def test_a_write_committed_but_unanswered_converges_without_duplicates(

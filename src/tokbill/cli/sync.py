@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
-from tokbill._errors import BlockedError, ConfigurationError
+from tokbill._errors import BlockedError, ConfigurationError, DriftError
 from tokbill.cli._common import (
     EXIT_BLOCKED,
     EXIT_CHANGES,
@@ -28,6 +28,7 @@ from tokbill.cli._common import (
     style,
 )
 from tokbill.sync import (
+    ApplyError,
     ApplyResult,
     Plan,
     apply_plan,
@@ -170,7 +171,7 @@ def apply(
             return
         if not yes:
             _confirm(result, client.api_url)
-        _finish(apply_plan(client, result), as_json)
+        _finish(_apply(client, result, as_json), as_json)
 
 
 @click.command(epilog=exit_codes_help((EXIT_OK, "the template was written"), ON_ERROR))
@@ -274,6 +275,16 @@ def _confirm(result: Plan, api_url: str) -> None:
 
 def _stdin_is_tty() -> bool:
     return sys.stdin.isatty()
+
+
+def _apply(client: LagoClient, plan: Plan, as_json: bool) -> ApplyResult:
+    """Apply ``plan``; a failure still prints its JSON document first."""
+    try:
+        return apply_plan(client, plan)
+    except (ApplyError, DriftError) as exc:
+        if as_json:
+            echo_json(ApplyResult.from_error(plan, exc).to_dict())
+        raise
 
 
 def _finish(result: ApplyResult, as_json: bool) -> None:

@@ -82,10 +82,25 @@ class ApplyError(SyncError):
 
 @dataclass(frozen=True)
 class ApplyResult:
-    """What an apply did: the plan and the writes made, in order."""
+    """What an apply did: the plan and the writes made, in order.
+
+    A failed apply has ``error`` set; ``failed`` is the write Lago refused
+    or did not answer (none for drift found on read-back), and ``not_done``
+    the writes never attempted.
+    """
 
     plan: Plan
     writes: tuple[Write, ...]
+    failed: Write | None = None
+    not_done: tuple[Write, ...] = ()
+    error: str | None = None
+
+    @classmethod
+    def from_error(cls, plan: Plan, exc: ApplyError | DriftError) -> ApplyResult:
+        """What an apply that raised ``exc`` had done."""
+        if isinstance(exc, ApplyError):
+            return cls(plan, exc.done, exc.failed, exc.not_done, str(exc))
+        return cls(plan, exc.writes, error=str(exc))
 
     def to_dict(self) -> dict[str, Any]:
         """The stable JSON document ``apply --json`` prints."""
@@ -93,6 +108,9 @@ class ApplyResult:
             "format_version": FORMAT_VERSION,
             "plan": self.plan.to_dict(),
             "writes": [write.to_dict() for write in self.writes],
+            "failed": None if self.failed is None else self.failed.to_dict(),
+            "not_done": [write.to_dict() for write in self.not_done],
+            "error": self.error,
         }
 
 
@@ -154,7 +172,7 @@ def apply_plan(client: LagoClient, plan: Plan) -> ApplyResult:
     steps = sorted(_Steps(plan).build(), key=lambda step: step.phase)
     writes = _run(client, steps)
     if writes:
-        _verify(client, plan)
+        _verify(client, plan, writes)
     return ApplyResult(plan, writes)
 
 
@@ -194,7 +212,7 @@ def _apply_error(exc: LagoError, steps: list[_Step], index: int) -> ApplyError:
     return ApplyError(message, done=done, failed=steps[index].write, not_done=not_done)
 
 
-def _verify(client: LagoClient, plan: Plan) -> None:
+def _verify(client: LagoClient, plan: Plan, writes: tuple[Write, ...]) -> None:
     live = read_state(client, plan.template_set, prune=plan.prune)
     left = [
         change
@@ -212,7 +230,8 @@ def _verify(client: LagoClient, plan: Plan) -> None:
             for c in left
         )
         raise DriftError(
-            f"After the apply, Lago still differs from the templates: {details}."
+            f"After the apply, Lago still differs from the templates: {details}.",
+            writes=writes,
         )
 
 
