@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import logging
+import time
 
 import httpx
 import pytest
@@ -211,6 +212,7 @@ def test_paginate_follows_next_page() -> None:
         ({"Retry-After": "garbage"}, None),
         ({"Retry-After": "-3"}, 0.0),
         ({"Retry-After": "Wed, 21 Oct 2015 07:28:00 GMT"}, 0.0),
+        ({"X-RateLimit-Reset": "1444462080"}, 0.0),
         ({}, None),
     ],
     ids=[
@@ -222,11 +224,18 @@ def test_paginate_follows_next_page() -> None:
         "garbage",
         "negative",
         "past",
+        "past-unix-time",
         "none",
     ],
 )
 def test_retry_after_parsing(headers: dict[str, str], expected: float | None) -> None:
     assert retry_after_s(httpx.Headers(headers)) == expected
+
+
+def test_a_reset_given_as_a_unix_time_waits_until_that_moment() -> None:
+    reset = httpx.Headers({"X-RateLimit-Reset": str(int(time.time()) + 3600)})
+
+    assert 3000.0 < (retry_after_s(reset) or 0.0) <= 3600.0
 
 
 @respx.mock

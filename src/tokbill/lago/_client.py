@@ -338,16 +338,31 @@ def error_from_response(
     return error
 
 
+# A reset above this is a Unix time (after 2001), not a count of seconds:
+# Lago Cloud documents seconds, but proxies in front of a self-hosted Lago
+# often send the moment the window ends.
+_UNIX_TIME_FLOOR_S = 1e9
+
+
 def retry_after_s(headers: Mapping[str, str]) -> float | None:
     """Seconds to wait from ``Retry-After`` (seconds or HTTP date) or
     ``X-RateLimit-Reset`` (seconds until the window resets, as Lago Cloud
-    documents it); the larger when both are present, None when neither parses.
+    documents it, or a Unix time); the larger when both are present, None
+    when neither parses.
     """
-    candidates = [_parse_retry_after(headers.get("retry-after"))]
-    reset = headers.get("x-ratelimit-reset")
-    candidates.append(_parse_seconds(reset))
+    candidates = [
+        _parse_retry_after(headers.get("retry-after")),
+        _parse_reset(headers.get("x-ratelimit-reset")),
+    ]
     found = [value for value in candidates if value is not None]
     return max(found) if found else None
+
+
+def _parse_reset(value: str | None) -> float | None:
+    seconds = _parse_seconds(value)
+    if seconds is not None and seconds > _UNIX_TIME_FLOOR_S:
+        return max(seconds - time.time(), 0.0)
+    return seconds
 
 
 def _parse_retry_after(value: str | None) -> float | None:
