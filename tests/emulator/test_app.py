@@ -40,6 +40,15 @@ def test_configured_key_is_the_only_one_accepted() -> None:
     assert "right" not in repr(server)
 
 
+def test_the_key_is_the_second_word_of_the_header_whatever_the_spacing() -> None:
+    with running_emulator(api_key="right") as server:
+        url = f"{server.api_url}/plans"
+        spaced = httpx.get(url, headers={"Authorization": "Bearer   right"})
+        tabbed = httpx.get(url, headers={"Authorization": "Token\tright"})
+
+    assert (spaced.status_code, tabbed.status_code) == (200, 200)
+
+
 def test_missing_root_key_is_400(api: httpx.Client) -> None:
     response = api.post("/billable_metrics", json={"metric": {}})
 

@@ -294,8 +294,9 @@ class EmulatorApp:
         return handler, Call(self.db, params, request.query_params, body)
 
     def _authenticate(self, request: Request) -> None:
-        # Lago reads the second word of the header, whatever the first is.
-        words = request.headers.get("authorization", "").split(" ")
+        # Lago reads the second word of the header, whatever the first is, with
+        # Ruby's split(" "), which splits on runs of whitespace as str.split().
+        words = request.headers.get("authorization", "").split()
         token = words[1] if len(words) > 1 else ""
         if not token or (self._api_key is not None and token != self._api_key):
             raise _errors.unauthorized()
