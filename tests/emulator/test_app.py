@@ -10,8 +10,11 @@ from pathlib import Path
 
 import httpx
 import pytest
+from click.testing import CliRunner
 
 from tests.emulator.lago import api_client, create_metric, ok
+from tokbill import ConfigurationError
+from tokbill.cli import main
 from tokbill.emulator import EmulatorServer, embedded_url
 from tokbill.emulator.testing import running_emulator
 
@@ -141,6 +144,22 @@ def test_state_in_a_file_survives_a_restart(tmp_path: Path) -> None:
 
     with running_emulator(db_path=db_path) as second:
         assert [m["code"] for m in second.store.metrics()] == ["llm_tokens"]
+
+
+def test_a_state_file_that_is_no_database_is_a_configuration_error(
+    tmp_path: Path,
+) -> None:
+    db_path = tmp_path / "lago.sqlite3"
+    db_path.write_bytes(b"not a database, " * 64)
+
+    with pytest.raises(ConfigurationError, match="cannot keep its state in") as raised:
+        EmulatorServer(db_path=db_path)
+    result = CliRunner().invoke(main, ["emulator", "--port", "0", "--db", str(db_path)])
+
+    assert "delete this one to start afresh" in str(raised.value)
+    assert result.exit_code == 1
+    assert "cannot keep its state in" in result.output
+    assert "bug" not in result.output
 
 
 def test_embedded_url_is_one_server_per_file(tmp_path: Path) -> None:

@@ -16,6 +16,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from tokbill._errors import ConfigurationError
+
 Row = dict[str, Any]
 Clock = Callable[[], datetime]
 
@@ -136,16 +138,7 @@ class Database:
         self.path = str(path) if path is not None else ":memory:"
         if path is not None:
             Path(path).parent.mkdir(parents=True, exist_ok=True)
-        self._conn = sqlite3.connect(
-            self.path, check_same_thread=False, isolation_level=None
-        )
-        self._conn.row_factory = _dict_row
-        if path is not None:
-            # WAL with NORMAL sync keeps batch inserts fast and survives a crash
-            # of the emulator process, which is all a local test server needs.
-            self._conn.execute("PRAGMA journal_mode=WAL")
-            self._conn.execute("PRAGMA synchronous=NORMAL")
-        self._conn.executescript(_SCHEMA)
+        self._conn = _open(self.path, in_file=path is not None)
 
     def now(self) -> datetime:
         """The emulator's current time (the injected clock)."""
@@ -220,3 +213,25 @@ class Database:
         """Close the connection; later calls fail."""
         with self.lock:
             self._conn.close()
+
+
+def _open(path: str, *, in_file: bool) -> sqlite3.Connection:
+    """Connect to ``path`` and create the schema; ConfigurationError if unusable."""
+    conn: sqlite3.Connection | None = None
+    try:
+        conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        conn.row_factory = _dict_row
+        if in_file:
+            # WAL with NORMAL sync keeps batch inserts fast and survives a crash
+            # of the emulator process, which is all a local test server needs.
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+        conn.executescript(_SCHEMA)
+    except sqlite3.DatabaseError as error:
+        if conn is not None:
+            conn.close()
+        raise ConfigurationError(
+            f"The emulator cannot keep its state in {path}: {error}. "
+            "Give it another file, or delete this one to start afresh."
+        ) from error
+    return conn
