@@ -66,8 +66,17 @@ def test_subscription_creates_its_customer_and_is_idempotent(api: httpx.Client) 
         ({"external_id": None}, 422, "validation_errors"),
         ({"billing_time": "weekly"}, 422, "validation_errors"),
         ({"subscription_at": "soon"}, 422, "validation_errors"),
+        ({"ending_at": "later"}, 422, "validation_errors"),
+        ({"ending_at": "2020-01-01T00:00:00Z"}, 422, "validation_errors"),
     ],
-    ids=["unknown-plan", "no-external-id", "billing-time", "bad-date"],
+    ids=[
+        "unknown-plan",
+        "no-external-id",
+        "billing-time",
+        "bad-date",
+        "bad-end",
+        "end-in-the-past",
+    ],
 )
 def test_invalid_subscriptions(
     api: httpx.Client, payload: dict[str, object], status: int, code: str
@@ -142,6 +151,21 @@ def test_future_subscription_is_pending_until_its_date() -> None:
         "active",
         "2026-08-20T00:00:00Z",
     )
+
+
+def test_subscription_terminates_at_its_ending_at() -> None:
+    now = [datetime(2026, 8, 15, tzinfo=timezone.utc)]
+    with running_emulator(clock=lambda: now[0]) as server, api_client(server) as api:
+        _plans(api)
+        created = subscribe(api, ending_at="2026-08-20T02:00:00+02:00")
+        now[0] = datetime(2026, 8, 19, 23, 59, tzinfo=timezone.utc)
+        still_active = ok(api.get("/subscriptions/sub_1"))["subscription"]
+        now[0] = datetime(2026, 8, 20, tzinfo=timezone.utc)
+        ended = ok(api.get("/subscriptions/sub_1", params={"status": "terminated"}))
+
+    assert created["ending_at"] == "2026-08-20T00:00:00Z"
+    assert still_active["status"] == "active"
+    assert ended["subscription"]["terminated_at"] == "2026-08-20T00:00:00Z"
 
 
 @pytest.mark.parametrize(

@@ -145,6 +145,8 @@ def create(call: Call) -> dict[str, Any]:
     if billing_time not in BILLING_TIMES:
         raise _errors.field_error("billing_time", "value_is_invalid")
     start = _subscription_at(payload.get("subscription_at"), db.now())
+    # Stored as iso() writes it, so refresh_statuses can compare it as text.
+    payload = {**payload, "ending_at": _ending_at(payload, start, db.now())}
     customer = _customers.find_or_create(db, customer_id)
     current = find(db, external_id) or find(db, external_id, "pending")
     if current is not None:
@@ -178,6 +180,24 @@ def _subscription_at(value: Any, now: datetime) -> datetime:
         raise _errors.field_error("subscription_at", "invalid_date") from None
 
 
+def _ending_at(payload: dict[str, Any], start: datetime, now: datetime) -> str | None:
+    """``ending_at`` in ISO 8601, or 422 ``invalid_date`` as Lago validates it.
+
+    Lago wants an ISO 8601 time whose date is after both today and the
+    subscription's start date (``Subscriptions::ValidateService``).
+    """
+    value = scalar(payload, "ending_at")
+    if value is None or value == "":
+        return None
+    try:
+        ending = parse_iso(str(value))
+    except ValueError:
+        raise _errors.field_error("ending_at", "invalid_date") from None
+    if ending.date() <= now.date() or ending.date() <= start.date():
+        raise _errors.field_error("ending_at", "invalid_date")
+    return iso(ending)
+
+
 def _insert(
     db: Database,
     customer: Row,
@@ -200,7 +220,7 @@ def _insert(
             "billing_time": billing_time,
             "subscription_at": iso(start),
             "started_at": iso(start) if active else None,
-            "ending_at": optional_str(payload.get("ending_at")),
+            "ending_at": payload.get("ending_at"),
             "previous_id": previous_id,
             "created_at": iso(db.now()),
         },
