@@ -341,19 +341,30 @@ def _ts(text: str) -> float:
 
 
 @pytest.mark.parametrize(
-    ("billing_time", "subscription_at", "period_start"),
+    ("billing_time", "subscription_at", "period"),
     [
-        ("calendar", "2026-01-10T08:00:00+00:00", "2026-08-01T00:00:00+00:00"),
-        ("anniversary", "2026-01-20T08:00:00+00:00", "2026-07-20T00:00:00+00:00"),
+        (
+            "calendar",
+            "2026-01-10T08:00:00+00:00",
+            ("2026-08-01T00:00:00+00:00", "2026-09-01T00:00:00+00:00"),
+        ),
+        (
+            "anniversary",
+            "2026-01-20T08:00:00+00:00",
+            ("2026-07-20T00:00:00+00:00", "2026-08-20T00:00:00+00:00"),
+        ),
     ],
     ids=["calendar", "anniversary"],
 )
 def test_only_events_inside_the_billing_period_count(
-    pinned_api: httpx.Client, billing_time: str, subscription_at: str, period_start: str
+    pinned_api: httpx.Client,
+    billing_time: str,
+    subscription_at: str,
+    period: tuple[str, str],
 ) -> None:
     _package_plan_without_filters(pinned_api)
     subscribe(pinned_api, billing_time=billing_time, subscription_at=subscription_at)
-    start = _ts(period_start)
+    start, end = _ts(period[0]), _ts(period[1])
 
     send(
         pinned_api,
@@ -361,10 +372,15 @@ def test_only_events_inside_the_billing_period_count(
             event({"tokens": 1}, timestamp=start - 1),
             event({"tokens": 10}, timestamp=start),
             event({"tokens": 100}, timestamp=f"{start + 0.25}"),
-            event({"tokens": 1000}, timestamp=start + 40 * 86400),
+            event({"tokens": 1000}, timestamp=f"{end - 0.5}"),
+            event({"tokens": 10_000}, timestamp=end),
         ],
     )
     result = usage(pinned_api)
 
-    assert result["from_datetime"] == period_start.replace("+00:00", "Z")
-    assert result["charges_usage"][0]["units"] == "110.0"
+    # The period is [start, end): Lago shows its end as the second before.
+    assert result["from_datetime"] == period[0].replace("+00:00", "Z")
+    assert _ts(result["to_datetime"].replace("Z", "+00:00")) == end - 1
+    assert result["charges_usage"][0]["units"] == "1110.0"
+    # 1110 tokens less 500 free: one package of 1000 at 1.00.
+    assert result["amount_cents"] == 100
