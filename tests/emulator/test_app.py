@@ -6,6 +6,8 @@ import os
 import signal
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -175,26 +177,56 @@ def test_embedded_url_is_one_server_per_file(tmp_path: Path) -> None:
     assert db_path.exists()
 
 
-def test_cli_command_serves_until_interrupted() -> None:
+@contextmanager
+def _cli_emulator(*options: str) -> Iterator[tuple[str, subprocess.Popen[str]]]:
+    """``tokbill-sync emulator`` in a subprocess: its stderr line, and itself.
+
+    Ctrl-C (SIGINT) stops it when the block ends.
+    """
     code = "from tokbill.cli.emulator import emulator; emulator()"
     with subprocess.Popen(
-        [sys.executable, "-c", code, "--port", "0", "--api-key", "secret"],
+        [sys.executable, "-c", code, "--port", "0", *options],
         stderr=subprocess.PIPE,
         text=True,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
     ) as process:
         try:
             assert process.stderr is not None
-            line = process.stderr.readline()
-            api_url = line.split("(API ")[1].split(",")[0]
-            response = httpx.get(
-                f"{api_url}/plans", headers={"Authorization": "Bearer secret"}
-            )
+            yield process.stderr.readline(), process
         finally:
             process.send_signal(signal.SIGINT)
             process.wait(timeout=10)
+
+
+def _api_url(line: str) -> str:
+    return line.split("(API ")[1].split(",")[0]
+
+
+def test_cli_command_serves_until_interrupted() -> None:
+    with _cli_emulator("--api-key", "secret") as (line, process):
+        response = httpx.get(
+            f"{_api_url(line)}/plans", headers={"Authorization": "Bearer secret"}
+        )
 
     assert line.startswith("Lago emulator listening on http://127.0.0.1:")
     assert "secret" not in line
     assert response.status_code == 200
     assert process.returncode == 0
+
+
+def test_cli_fault_options_apply_from_the_start_and_change_live() -> None:
+    options = ("--rate-limit-rate", "1", "--fault-path", "/api/v1/plans")
+    headers = {"Authorization": "Bearer k"}
+    with _cli_emulator(*options) as (line, _):
+        api_url = _api_url(line)
+        limited = httpx.get(f"{api_url}/plans", headers=headers)
+        elsewhere = httpx.get(f"{api_url}/billable_metrics", headers=headers)
+        control = api_url.removesuffix("/api/v1") + "/_emulator/faults"
+        changed = httpx.post(control, json={"rate_limit_rate": 0, "error_rate": 1})
+        failing = httpx.get(f"{api_url}/plans", headers=headers)
+
+    assert limited.status_code == 429
+    assert limited.headers["X-RateLimit-Remaining"] == "0"
+    assert elsewhere.status_code == 200
+    assert changed.json()["faults"]["error_rate"] == 1
+    assert failing.status_code in (500, 502, 503)
