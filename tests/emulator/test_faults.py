@@ -208,8 +208,11 @@ def test_unknown_fault_setting_is_a_type_error() -> None:
         {"latency_s": -1},
         {"error_statuses": []},
         {"stall_count": "x"},
+        {"path_prefix": 5},
+        {"seed": [1]},
+        {"retry_after": "no"},
     ],
-    ids=["share", "duration", "statuses", "kind"],
+    ids=["share", "duration", "statuses", "kind", "prefix", "seed", "flag"],
 )
 def test_invalid_fault_values_are_refused_and_change_nothing(
     lago_emulator: EmulatorServer, settings: dict[str, object]

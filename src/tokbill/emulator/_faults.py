@@ -180,6 +180,7 @@ def _checked(changes: dict[str, Any]) -> dict[str, Any]:
         raise ValueError(
             f"A fault setting has a value of the wrong kind: {error}."
         ) from None
+    _check_kinds(checked)
     for name in _SHARES:
         if name in checked and not 0 <= checked[name] <= 1:
             raise ValueError(
@@ -191,6 +192,25 @@ def _checked(changes: dict[str, Any]) -> dict[str, Any]:
     if "error_statuses" in checked and not checked["error_statuses"]:
         raise ValueError("error_statuses must name at least one status.")
     return checked
+
+
+def _check_kinds(checked: dict[str, Any]) -> None:
+    """Refuse the settings that are used as given, not coerced, when mistyped.
+
+    A wrong ``path_prefix`` would fail every later request, and a wrong
+    ``seed`` would fail after the other settings had changed.
+    """
+    prefix = checked.get("path_prefix", "")
+    if not isinstance(prefix, str):
+        raise ValueError(
+            f"path_prefix must be a path such as '/api/v1', not {prefix!r}."
+        )
+    seed = checked.get("seed")
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
+        raise ValueError(f"seed must be an integer or null, not {seed!r}.")
+    flag = checked.get("retry_after", False)
+    if not isinstance(flag, bool):
+        raise ValueError(f"retry_after must be true or false, not {flag!r}.")
 
 
 def _methods(value: Any) -> tuple[str, ...]:
