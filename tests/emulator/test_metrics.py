@@ -63,8 +63,12 @@ def test_create_sorts_filters_and_values_and_reports_zero_counters(
             {"filters": [{"key": "model", "values": []}]},
             {"values": ["value_is_mandatory"]},
         ),
+        (
+            {"rounding_function": "round", "rounding_precision": True},
+            {"rounding_precision": ["value_is_invalid"]},
+        ),
     ],
-    ids=["aggregation", "field-name", "code", "recurring", "empty-filter"],
+    ids=["aggregation", "field-name", "code", "recurring", "empty-filter", "precision"],
 )
 def test_invalid_metrics_are_422(
     api: httpx.Client, fields: dict[str, Any], details: dict[str, Any]

@@ -17,6 +17,7 @@ from tokbill.emulator._common import (
     Call,
     as_bool,
     dumps,
+    is_json_int,
     loads,
     optional_str,
     paginate_live,
@@ -212,7 +213,9 @@ def _validate(db: Database, row: Row) -> None:
     if row.get("rounding_function") not in _ROUNDING:
         problems.add("rounding_function", "value_is_invalid")
     precision = row.get("rounding_precision")
-    if precision is not None and not isinstance(precision, int):
+    # Rails would cast true, "2" or 2.5 into the integer column; the emulator
+    # refuses anything but a JSON integer rather than guess at the cast.
+    if precision is not None and not is_json_int(precision):
         problems.add("rounding_precision", "value_is_invalid")
     if row.get("expression"):
         problems.add("expression", "invalid_expression")
