@@ -32,7 +32,15 @@ def test_customer_upsert_keeps_one_customer_per_external_id(api: httpx.Client) -
         api.post("/customers", json={"customer": {"external_id": "c1", "name": "Ada"}})
     )
 
+    third = ok(
+        api.post(
+            "/customers",
+            json={"customer": {"external_id": "c1", "name": {"first": "Bo"}}},
+        )
+    )
+
     assert first["customer"]["lago_id"] == second["customer"]["lago_id"]
+    assert third["customer"]["name"] == "Ada"
     assert ok(api.get("/customers/c1"))["customer"]["name"] == "Ada"
     assert ok(api.get("/customers"))["meta"]["total_count"] == 1
 

@@ -102,7 +102,12 @@ def upsert(call: Call) -> dict[str, Any]:
     external_id = scalar(payload, "external_id")
     if not external_id:
         raise _errors.field_error("external_id", "value_is_mandatory")
-    given = {key: payload[key] for key in _ATTRIBUTES if key in payload}
+    # Strong parameters drop an object or array sent where a scalar belongs.
+    given = {
+        key: value
+        for key, value in payload.items()
+        if key in _ATTRIBUTES and not isinstance(value, (dict, list))
+    }
     row = find(db, str(external_id))
     if row is None:
         row = _insert(db, str(external_id), given, payload.get("currency"))
