@@ -200,6 +200,9 @@ def test_customer_subscription_event_and_usage_calls(
     now = int(time.time())
 
     customer = client.customers.create(Customer(external_id="cust_1", name="Ada"))
+    upserted = client.customers.create(
+        Customer(external_id="cust_1", email="ada@example.com")
+    )
     subscription = client.subscriptions.create(
         Subscription(
             external_customer_id="cust_1", plan_code="pro", external_id="sub_1"
@@ -207,6 +210,7 @@ def test_customer_subscription_event_and_usage_calls(
     )
     found = client.subscriptions.find("sub_1")
     listed = client.subscriptions.find_all({"external_customer_id": "cust_1"})
+    by_plan = client.subscriptions.find_all({"plan_code": "pro", "status[]": "active"})
     single = client.events.create(
         Event(
             transaction_id="t-1",
@@ -233,8 +237,11 @@ def test_customer_subscription_event_and_usage_calls(
     fetched = client.events.find("t-1")
     usage = client.customers.current_usage("cust_1", "sub_1")
     terminated = client.subscriptions.destroy("sub_1")
+    ended = client.subscriptions.find_all({"status[]": "terminated"})
 
     assert (customer.external_id, subscription.status) == ("cust_1", "active")
+    assert upserted.lago_id == customer.lago_id
+    assert (upserted.name, upserted.email) == ("Ada", "ada@example.com")
     assert found.lago_id == subscription.lago_id
     assert [s.external_id for s in listed["subscriptions"]] == ["sub_1"]
     assert single.transaction_id == fetched.transaction_id == "t-1"
@@ -242,6 +249,8 @@ def test_customer_subscription_event_and_usage_calls(
     assert usage.amount_cents == 500 + 200
     assert usage.charges_usage[0].units == "2900.0"
     assert terminated.status == "terminated"
+    assert [s.external_id for s in by_plan["subscriptions"]] == ["sub_1"]
+    assert [s.lago_id for s in ended["subscriptions"]] == [subscription.lago_id]
 
 
 def test_duplicate_event_surfaces_lagos_error_details(client: Client) -> None:
