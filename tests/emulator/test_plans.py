@@ -119,6 +119,25 @@ def test_amount_cents_is_cast_like_a_rails_integer_column(
     assert plan["amount_cents"] == stored
 
 
+@pytest.mark.parametrize(
+    ("fields", "stored"),
+    [
+        ({"interval": "yearly"}, False),
+        ({"interval": "semiannual", "bill_charges_monthly": True}, True),
+        ({"interval": "monthly", "bill_charges_monthly": True}, None),
+    ],
+    ids=["yearly-default", "semiannual-given", "monthly-ignored"],
+)
+def test_bill_charges_monthly_is_kept_only_for_long_intervals(
+    api: httpx.Client, fields: dict[str, Any], stored: bool | None
+) -> None:
+    payload = _plan_payload([], **fields)
+
+    plan = ok_item(api.post("/plans", json={"plan": payload}), "plan")
+
+    assert plan["bill_charges_monthly"] is stored
+
+
 def test_amount_cents_that_is_no_number_is_refused(api: httpx.Client) -> None:
     payload = _plan_payload([], amount_cents="ten dollars")
 

@@ -174,13 +174,11 @@ def _assign_frozen(row: Row, payload: dict[str, Any], *, initial: bool) -> None:
         row["pay_in_advance"] = payload.get("pay_in_advance")
     if initial or "trial_period" in payload:
         row["trial_period"] = payload.get("trial_period")
-    # Lago recomputes this from the payload's interval, so send ``interval``.
+    # Lago recomputes this from the payload's interval, so send ``interval``:
+    # false unless given for a yearly or semiannual plan, null for the others.
     keeps_monthly = payload.get("interval") in ("yearly", "semiannual")
-    charges_monthly = payload.get("bill_charges_monthly")
     row["bill_charges_monthly"] = (
-        as_bool(charges_monthly)
-        if keeps_monthly and charges_monthly is not None
-        else None
+        as_bool(payload.get("bill_charges_monthly")) if keeps_monthly else None
     )
 
 
