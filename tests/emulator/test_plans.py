@@ -265,10 +265,18 @@ def test_update_without_properties_resets_them_to_the_model_defaults(
     charge_id = plan["charges"][0]["lago_id"]
 
     updated = _put_plan(api, charges=[{"id": charge_id, "charge_model": "package"}])
-    invalid = api.put("/plans/pro", json={"plan": {"charges": [{"id": charge_id}]}})
+    no_model = {"plan": {"charges": [{"id": charge_id}]}}
+    unsubscribed = api.put("/plans/pro", json=no_model)
+    subscribe(api)
+    subscribed = api.put("/plans/pro", json=no_model)
 
     assert updated["charges"][0]["properties"] == package("0", 1)
-    assert _details(invalid) == {
+    # Lago assigns the missing model unless the plan has subscriptions; then
+    # the kept package model finds the properties empty.
+    assert _details(unsubscribed) == {
+        "charge_model": ["value_is_invalid", "value_is_mandatory"]
+    }
+    assert _details(subscribed) == {
         "properties": ["invalid_amount", "invalid_package_size", "invalid_free_units"]
     }
 

@@ -108,6 +108,8 @@ def update(db: Database, current: Row, payload: dict[str, Any], *, frozen: bool)
 
     Properties are replaced entirely: omitted ones become the defaults of the
     payload's ``charge_model``, or ``{}`` (invalid) when that is omitted too.
+    Omitting ``charge_model`` is an error of its own unless ``frozen``, since
+    Lago then assigns the missing model to the charge.
     """
     row = dict(current)
     if not frozen:
@@ -118,8 +120,9 @@ def update(db: Database, current: Row, payload: dict[str, Any], *, frozen: bool)
         for field in ("pay_in_advance", "prorated"):
             if field in payload:
                 row[field] = as_bool(payload[field])
-        if payload.get("charge_model"):
-            row["charge_model"] = payload["charge_model"]
+        # Assigned even when omitted, as Lago does: the charge then has no
+        # model, and validation says so.
+        row["charge_model"] = payload.get("charge_model")
         if payload.get("code"):
             row["code"] = str(payload["code"])
     row["invoice_display_name"] = optional_str(payload.get("invoice_display_name"))
@@ -158,6 +161,8 @@ def _validate(db: Database, row: Row) -> None:
     model = row["charge_model"]
     if model not in _properties.SUPPORTED_CHARGE_MODELS:
         problems.add("charge_model", "value_is_invalid")
+    if not model:
+        problems.add("charge_model", "value_is_mandatory")
     if not row["code"]:
         problems.add("code", "value_is_mandatory")
     elif _code_taken(db, row):
