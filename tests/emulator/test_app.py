@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -162,6 +163,18 @@ def test_a_state_file_that_is_no_database_is_a_configuration_error(
     assert result.exit_code == 1
     assert "cannot keep its state in" in result.output
     assert "bug" not in result.output
+
+
+def test_a_state_file_of_another_schema_version_is_refused(tmp_path: Path) -> None:
+    db_path = tmp_path / "lago.sqlite3"
+    with sqlite3.connect(db_path) as conn:
+        conn.execute("PRAGMA user_version = 99")
+
+    with pytest.raises(ConfigurationError, match="schema version 99") as raised:
+        EmulatorServer(db_path=db_path)
+
+    assert str(db_path) in str(raised.value)
+    assert "Delete the file" in str(raised.value)
 
 
 def test_embedded_url_is_one_server_per_file(tmp_path: Path) -> None:

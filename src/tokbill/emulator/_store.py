@@ -21,6 +21,11 @@ from tokbill._errors import ConfigurationError
 Row = dict[str, Any]
 Clock = Callable[[], datetime]
 
+# Kept in SQLite's user_version, so a state file written with another schema
+# is refused with a sentence instead of answering 500s. Raise it whenever
+# _SCHEMA changes; 0 is a file that has no schema yet.
+SCHEMA_VERSION = 1
+
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS billable_metrics (
     seq INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE, code TEXT NOT NULL,
@@ -226,7 +231,7 @@ def _open(path: str, *, in_file: bool) -> sqlite3.Connection:
             # of the emulator process, which is all a local test server needs.
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=NORMAL")
-        conn.executescript(_SCHEMA)
+        _ensure_schema(conn, path)
     except sqlite3.DatabaseError as error:
         if conn is not None:
             conn.close()
@@ -235,3 +240,17 @@ def _open(path: str, *, in_file: bool) -> sqlite3.Connection:
             "Give it another file, or delete this one to start afresh."
         ) from error
     return conn
+
+
+def _ensure_schema(conn: sqlite3.Connection, path: str) -> None:
+    """Create the schema in a new file; refuse a file of another version."""
+    found = conn.execute("PRAGMA user_version").fetchone()["user_version"]
+    if found not in (0, SCHEMA_VERSION):
+        conn.close()
+        raise ConfigurationError(
+            f"The emulator's state in {path} has schema version {found}, and "
+            f"this tokbill reads version {SCHEMA_VERSION}. Delete the file to "
+            "start afresh, or give the emulator another one."
+        )
+    conn.executescript(_SCHEMA)
+    conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
