@@ -107,6 +107,32 @@ def test_a_standard_price_reads_per_unit_and_a_drop_is_negative() -> None:
     assert texts == ["gpt-4 / output: 0.06 -> 0.045 per token (-25.0%)"]
 
 
+@pytest.mark.parametrize(
+    ("before", "after", "percent"),
+    [
+        ("1E-28", "0.03", "(+29999999999999999999999999900.0%)"),
+        ("0.03", "1E+40", "(+" + "3" * 41 + "233.3%)"),
+        ("1E-999999", "1E+999999", None),
+    ],
+    ids=["30-digit-ratio", "44-digit-ratio", "past-any-precision"],
+)
+def test_a_price_change_of_any_size_is_worded_not_a_crash(
+    before: str, after: str, percent: str | None
+) -> None:
+    live_plan = lago_plan(plan(charge({**GPT4_PRICES, ("gpt-4", "input"): before})))
+    live = LiveState.from_lago([lago_metric(metric())], [live_plan])
+    wanted = plan(charge({**GPT4_PRICES, ("gpt-4", "input"): after}))
+
+    result = make_plan(templates(metric(), wanted), live)
+
+    (line,) = only(result.changes, "charge", "llm_tokens").fields
+    assert line.text.startswith("gpt-4 / input: ")
+    if percent is None:
+        assert line.text.endswith(" per 1,000 tokens")
+    else:
+        assert line.text.endswith(f" per 1,000 tokens {percent}")
+
+
 def test_added_and_removed_prices_are_listed_with_their_sign() -> None:
     wanted = {k: v for k, v in GPT4_PRICES.items() if k != ("gpt-4-32k", "output")}
     present = {k: v for k, v in GPT4_PRICES.items() if k != ("gpt-4", "output")}

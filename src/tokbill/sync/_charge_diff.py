@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from decimal import ROUND_HALF_UP, Decimal
+from decimal import ROUND_HALF_UP, Decimal, localcontext
 
 from tokbill.sync._changes import FieldChange
 from tokbill.sync._live import Bucket, ChargeState, ValuesKey
@@ -21,6 +21,7 @@ FROZEN_CHARGE_FIELDS = ("charge_model", "billable_metric", "pay_in_advance")
 
 DEFAULT_BUCKET_LABEL = "unmatched"
 _PERCENT_STEP = Decimal("0.1")
+_MAX_EXTRA_DIGITS = 100
 
 
 @dataclass(frozen=True)
@@ -54,12 +55,18 @@ def percent_change(before: str, after: str) -> str | None:
     """``+16.7%``, or ``None`` when there is no base to compare with."""
     try:
         old, new = Decimal(before), Decimal(after)
+        if old == 0 or not (old.is_finite() and new.is_finite()):
+            return None
+        with localcontext() as context:
+            # Room for every digit before the point: a price raised from 1e-28
+            # to 0.03 is a ratio of some 30 digits, past the default 28.
+            extra = new.adjusted() - old.adjusted()
+            context.prec += max(0, min(_MAX_EXTRA_DIGITS, extra))
+            ratio = (new - old) / old * 100
+            return f"{ratio.quantize(_PERCENT_STEP, ROUND_HALF_UP):+}%"
     except ArithmeticError:
+        # Only a ratio past _MAX_EXTRA_DIGITS digits; no one reads it anyway.
         return None
-    if old == 0:
-        return None
-    ratio = ((new - old) / old * 100).quantize(_PERCENT_STEP, ROUND_HALF_UP)
-    return f"{ratio:+}%"
 
 
 def bucket_label(key: ValuesKey, price_by: Sequence[str]) -> str:
