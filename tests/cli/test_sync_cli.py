@@ -64,8 +64,8 @@ def test_validate_prints_one_line_per_file_and_warnings_on_stderr(
 
     assert result.exit_code == 0
     assert result.stdout.splitlines() == [
-        f"{good}: valid; metrics llm_tokens; plans gpt4; 4 price(s).",
-        f"{partial}: valid; metrics llm_tokens; plans p; 3 price(s).",
+        f"{good}: valid; metrics llm_tokens; plans gpt4; 4 prices.",
+        f"{partial}: valid; metrics llm_tokens; plans p; 3 prices.",
     ]
     assert "Warning:" in result.stderr
     assert "gpt-4-32k" in result.stderr
@@ -176,7 +176,7 @@ def test_apply_asks_on_a_terminal(
     result = run("apply", write(tmp_path, "gpt4.yaml", GPT4), input=answer)
 
     assert result.exit_code == exit_code
-    assert "Apply 3 change(s) to" in result.stderr
+    assert "Apply 3 changes to" in result.stderr
     assert len(writes(lago_emulator)) == write_count
 
 
@@ -190,6 +190,7 @@ def test_apply_json_lists_the_writes_and_a_reapply_makes_none(
     again = run("apply", template, "--yes")
 
     assert [w["path"] for w in first["writes"]] == ["/billable_metrics", "/plans"]
+    assert first["writes"][1]["description"] == "create plan gpt4 with 1 charge"
     assert again.exit_code == 0
     assert "No changes" in again.stdout
     assert writes(lago_emulator) == []

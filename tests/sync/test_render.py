@@ -105,3 +105,18 @@ def test_colour_comes_only_from_the_style_given() -> None:
 
     assert "\x1b[" not in plain
     assert click.unstyle(coloured) == plain
+
+
+def test_a_pruned_plan_reads_as_a_whole_plan_going() -> None:
+    live = LiveState.from_lago(
+        [lago_metric(metric())],
+        [lago_plan(plan()), lago_plan(plan(code="old"))],
+        {"old": SubscriptionCount(active=2, ever=3)},
+    )
+    result = make_plan(templates(metric(), plan()), live, prune=True)
+
+    lines = render_plan(result).splitlines()
+
+    start = lines.index("Plan old (2 active subscriptions)")
+    assert lines[start + 1] == "  ! whole plan (blocked)"
+    assert "terminates its 2 active subscriptions," in lines[start + 2]

@@ -32,6 +32,7 @@ from tokbill.sync import (
     ApplyResult,
     Plan,
     apply_plan,
+    counted,
     export_state,
     make_plan,
     read_state,
@@ -244,7 +245,7 @@ def _file_summary(template_set: TemplateSet, path: str) -> str:
     plan_codes = ", ".join(p.code for p in plans) or "none"
     return (
         f"{path}: valid; metrics {', '.join(sorted(metrics)) or 'none'}; "
-        f"plans {plan_codes}; {prices} price(s)."
+        f"plans {plan_codes}; {counted(prices, 'price')}."
     )
 
 
@@ -257,9 +258,10 @@ def _show_plan(result: Plan, as_json: bool) -> None:
 
 def _refuse_blocked(result: Plan, outcome: str) -> None:
     if result.blocked:
+        verb = "is" if len(result.blocked) == 1 else "are"
         raise BlockedError(
-            f"{len(result.blocked)} change(s) are blocked by a safety rule, so "
-            f"{outcome}; the plan gives each reason and remedy."
+            f"{counted(len(result.blocked), 'change')} {verb} blocked by a safety "
+            f"rule, so {outcome}; the plan gives each reason and remedy."
         )
 
 
@@ -269,8 +271,8 @@ def _confirm(result: Plan, api_url: str) -> None:
             "Refusing to apply without confirmation: stdin is not a terminal. "
             "Review the plan, then rerun with --yes."
         )
-    count = len(result.pending)
-    click.confirm(f"Apply {count} change(s) to {api_url}?", abort=True, err=True)
+    count = counted(len(result.pending), "change")
+    click.confirm(f"Apply {count} to {api_url}?", abort=True, err=True)
 
 
 def _stdin_is_tty() -> bool:
@@ -296,5 +298,6 @@ def _finish(result: ApplyResult, as_json: bool) -> None:
         for write in result.writes:
             click.echo(f"  {write}")
         click.echo(
-            f"Applied {len(result.writes)} write(s); Lago matches the templates."
+            f"Applied {counted(len(result.writes), 'write')}; Lago matches the "
+            "templates."
         )

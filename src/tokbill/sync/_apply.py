@@ -30,6 +30,7 @@ from tokbill.sync._changes import FORMAT_VERSION, Change, Plan
 from tokbill.sync._diff import compute_changes
 from tokbill.sync._live import LiveMetric
 from tokbill.sync._read import read_state
+from tokbill.sync._render import counted
 from tokbill.template._model import ChargeSpec, MetricSpec, PlanSpec
 
 logger = logging.getLogger(__name__)
@@ -178,7 +179,8 @@ def apply_plan(client: LagoClient, plan: Plan) -> ApplyResult:
 
 def _blocked_message(plan: Plan) -> str:
     lines = [
-        f"{len(plan.blocked)} change(s) blocked by a safety rule; nothing was written."
+        f"{counted(len(plan.blocked), 'change')} blocked by a safety rule; "
+        "nothing was written."
     ]
     for change in plan.blocked:
         lines.append(f"- {change.label}: {change.reason} Remedy: {change.remedy}")
@@ -206,7 +208,7 @@ def _apply_error(exc: LagoError, steps: list[_Step], index: int) -> ApplyError:
     message = (
         f"Apply stopped at write {index + 1} of {len(steps)}, "
         f"{steps[index].write}: {exc} Writes made before it: {made}. "
-        f"{len(not_done)} write(s) not attempted. Run apply again to finish: "
+        f"{counted(len(not_done), 'write')} not attempted. Run apply again to finish: "
         "it plans from what Lago now holds."
     )
     return ApplyError(message, done=done, failed=steps[index].write, not_done=not_done)
@@ -319,7 +321,7 @@ class _Steps:
         if change.action == "create":
             create = _post(
                 "/plans",
-                f"create plan {spec.code} with {len(spec.charges)} charge(s)",
+                f"create plan {spec.code} with {counted(len(spec.charges), 'charge')}",
                 _Phase.WRITE_PLANS,
                 lambda: {"plan": spec.payload(self.metric_ids)},
             )

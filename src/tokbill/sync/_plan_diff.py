@@ -22,6 +22,7 @@ from tokbill.sync._diff_context import (
     scalar_changes,
 )
 from tokbill.sync._live import LivePlan, charge_state
+from tokbill.sync._render import counted
 from tokbill.template._model import ChargeSpec, PlanSpec
 
 FROZEN_PLAN_FIELDS = ("interval", "pay_in_advance", "amount_currency", "trial_period")
@@ -198,7 +199,7 @@ def _pruned_plan(context: DiffContext, code: str, live: LivePlan) -> Change:
     return context.guard_destroy(
         delete,
         reason=f"Plan {code} is not in the templates and --prune deletes it: "
-        f"Lago then terminates its {count.active} active subscription(s), "
+        f"Lago then terminates its {counted(count.active, 'active subscription')}, "
         "billing them now, and holds the code until the deletion ends.",
         remedy=f"Add plan {code} to the templates, leave out --prune, or rerun "
         "with --allow-destroy to delete it.",

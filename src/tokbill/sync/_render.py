@@ -37,6 +37,13 @@ def _plain(text: str, **_styles: Any) -> str:
     return text
 
 
+def counted(count: int, noun: str, plural: str | None = None) -> str:
+    """``1 charge``, ``3 charges``: a count and its noun in the right number."""
+    if count == 1:
+        return f"{count} {noun}"
+    return f"{count} {plural or noun + 's'}"
+
+
 def render_plan(plan: Plan, style: Style = _plain) -> str:
     """The plan grouped by resource, then a one-line summary."""
     lines: list[str] = []
@@ -74,7 +81,7 @@ def _groups(plan: Plan) -> Iterator[tuple[str, list[Change]]]:
         head = group[0]
         if head.kind == "plan" and head.active_subscriptions is not None:
             count = head.active_subscriptions
-            title += f" ({count} active subscription{'s' if count != 1 else ''})"
+            title += f" ({counted(count, 'active subscription')})"
         elif head.kind == "plan" and head.action == "create":
             title += " (new)"
         yield title, group
@@ -84,7 +91,9 @@ def _change_lines(change: Change, style: Style) -> list[str]:
     prefix = PREFIXES[change.action]
     name = change.code if change.kind != "charge" else f"charge {change.code}"
     if change.kind == "plan":
-        name = "plan fields"
+        # A plan the templates declare changes its fields; one they do not
+        # (pruned) goes as a whole.
+        name = "plan fields" if change.desired is not None else "whole plan"
     head = f"  {prefix} {name} ({change.action})"
     lines = [style(head, **_COLOURS[change.action])]
     for field in change.fields:
