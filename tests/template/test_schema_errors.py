@@ -203,6 +203,12 @@ def test_only_version_1_is_read(files: TemplateFiles, written: str) -> None:
             "capital letters such as USD.",
         ),
         (
+            "amount_currency: USD",
+            "amount_currency: XYZ",
+            "plans[0].amount_currency: XYZ is not a currency Lago accepts; expected "
+            "an ISO 4217 code such as USD or EUR.",
+        ),
+        (
             "pay_in_advance: false",
             "pay_in_advance: 'no'",
             'plans[0].pay_in_advance: "no" is a string; expected true or false.',
@@ -240,6 +246,7 @@ def test_only_version_1_is_read(files: TemplateFiles, written: str) -> None:
         "aggregation",
         "interval",
         "currency",
+        "unknown-currency",
         "bool",
         "null",
         "empty",

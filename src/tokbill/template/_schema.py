@@ -19,6 +19,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PlainValidator
 from pydantic_core import PydanticCustomError
 
+from tokbill._currency import EXPONENTS
 from tokbill.template._yaml import kind_of
 
 PRICE_EXPECTED = 'a decimal >= 0 such as "0.03"'
@@ -81,6 +82,13 @@ def _check_currency(code: str) -> str:
         raise _custom(
             "tokbill_currency",
             "is not a currency code; expected three capital letters such as USD.",
+        )
+    if code not in EXPONENTS:
+        # Lago refuses it too, but only at apply, after the metrics are written.
+        raise _custom(
+            "tokbill_currency_unknown",
+            "is not a currency Lago accepts; expected an ISO 4217 code such as "
+            "USD or EUR.",
         )
     return code
 
