@@ -217,6 +217,23 @@ def test_a_failure_between_metric_and_charge_converges_on_rerun(
     assert not planned(client, template).has_changes
 
 
+def test_a_refused_write_asks_for_a_fix_before_the_rerun(
+    lago_emulator: EmulatorServer, client: LagoClient, tmp_path: Path
+) -> None:
+    plan = planned(client, write(tmp_path, "gpt4.yaml", GPT4))
+    lago_emulator.faults.update(
+        error_rate=1.0, error_statuses=(422,), path_prefix="/api/v1/plans"
+    )
+
+    with pytest.raises(ApplyError) as failure:
+        apply_plan(client, plan)
+
+    message = str(failure.value)
+    assert "returned 422" in message
+    assert "Lago refused this write: correct what it names, then run apply" in message
+    assert "Run apply again to finish" not in message
+
+
 @pytest.mark.parametrize(
     "order",
     [("gpt4.yaml", "gpt35-turbo.yaml"), ("gpt35-turbo.yaml", "gpt4.yaml")],

@@ -24,7 +24,14 @@ from dataclasses import dataclass, field, replace
 from enum import IntEnum
 from typing import Any
 
-from tokbill._errors import BlockedError, DriftError, LagoError, SyncError
+from tokbill._errors import (
+    BlockedError,
+    DriftError,
+    LagoError,
+    LagoStatusError,
+    RateLimitError,
+    SyncError,
+)
 from tokbill.lago import LagoClient, api_path
 from tokbill.sync._changes import FORMAT_VERSION, Change, Plan
 from tokbill.sync._diff import compute_changes
@@ -208,10 +215,25 @@ def _apply_error(exc: LagoError, steps: list[_Step], index: int) -> ApplyError:
     message = (
         f"Apply stopped at write {index + 1} of {len(steps)}, "
         f"{steps[index].write}: {exc} Writes made before it: {made}. "
-        f"{counted(len(not_done), 'write')} not attempted. Run apply again to finish: "
-        "it plans from what Lago now holds."
+        f"{counted(len(not_done), 'write')} not attempted. {_next_step(exc)}"
     )
     return ApplyError(message, done=done, failed=steps[index].write, not_done=not_done)
+
+
+def _next_step(exc: LagoError) -> str:
+    """What to do after ``exc``: a rerun, or first a fix when Lago refused."""
+    refused = (
+        isinstance(exc, LagoStatusError)
+        and 400 <= exc.status_code < 500
+        and not isinstance(exc, RateLimitError)
+    )
+    if refused:
+        # Lago would refuse the same write again; a rerun alone cannot finish.
+        return (
+            "Lago refused this write: correct what it names, then run apply "
+            "again; it plans from what Lago now holds."
+        )
+    return "Run apply again to finish: it plans from what Lago now holds."
 
 
 def _verify(client: LagoClient, plan: Plan, writes: tuple[Write, ...]) -> None:
