@@ -60,8 +60,11 @@ def test_export_selects_metrics_and_plans_by_code(
         export_state(client, plan_codes=["nope"])
 
 
+@pytest.mark.parametrize(
+    "models", [["gpt-4", "gpt-4-32k"], ["__ALL_FILTER_VALUES__"]], ids=["two", "any"]
+)
 def test_a_charge_the_format_cannot_express_is_refused_by_name(
-    client: LagoClient, tmp_path: Path
+    client: LagoClient, tmp_path: Path, models: list[str]
 ) -> None:
     sync(client, write(tmp_path, "gpt4.yaml", GPT4))
     metric = client.get("/billable_metrics/llm_tokens")["billable_metric"]
@@ -76,7 +79,7 @@ def test_a_charge_the_format_cannot_express_is_refused_by_name(
                 "filters": [
                     {
                         "properties": {"amount": "0.02"},
-                        "values": {"model": ["gpt-4", "gpt-4-32k"]},
+                        "values": {"model": models},
                     }
                 ],
             }

@@ -3,7 +3,8 @@
 The text round-trips: loading it gives specs equal to Lago's state, so
 applying it changes nothing. Lago objects the format cannot express (a
 recurring metric, a rounded metric or one with an expression, a graduated
-charge, a filter on several values of a key, a per-filter package size)
+charge, a filter on several values of a key or on any value of a key (Lago's
+wildcard), a per-filter package size)
 raise :class:`ExportError` naming the object, instead of being exported
 approximately.
 """
@@ -18,6 +19,7 @@ import yaml
 
 from tokbill._errors import NotFoundError, SyncError
 from tokbill.lago import LagoClient, api_path
+from tokbill.sync._filter_removal import ALL_FILTER_VALUES
 from tokbill.sync._live import Bucket, LiveCharge, LiveMetric, LivePlan, LiveState
 
 _PACKAGE_KEYS = frozenset({"amount", "package_size", "free_units"})
@@ -201,10 +203,14 @@ def _price_by(
     order = [k for k in (metric.filters if metric else ()) if k in keys]
     order += sorted(keys - set(order))
     for values in filters:
-        if len(values) != len(order) or any(len(vals) != 1 for _, vals in values):
+        one_each = all(
+            len(vals) == 1 and vals[0] != ALL_FILTER_VALUES for _, vals in values
+        )
+        if len(values) != len(order) or not one_each:
             raise ExportError(
                 f"{where} has a filter on {dict(values)}; templates express "
-                f"filters with exactly one value for each of {', '.join(order)}."
+                f"filters with exactly one declared value for each of "
+                f"{', '.join(order)}."
             )
     return order
 
