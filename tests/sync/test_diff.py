@@ -19,6 +19,7 @@ from tests.sync.builders import (
     templates,
 )
 from tokbill.sync import Change, LiveState, SubscriptionCount, make_plan
+from tokbill.sync._filter_removal import ALL_FILTER_VALUES
 from tokbill.template import MetricSpec, PlanSpec, PriceSpec
 
 PRICE_CHANGE = "gpt-4 / input: 0.03 -> 0.035 per 1,000 tokens (+16.7%)"
@@ -343,8 +344,13 @@ def test_a_value_only_a_plan_outside_the_templates_ever_priced_is_blocked() -> N
             _other_plan("gpt-4"),
             "{model=gpt-4, type=input} broadened to {model=gpt-4}",
         ),
+        (
+            metric(models=("gpt-4",)),
+            _priced_by_model((ALL_FILTER_VALUES,)),
+            "{model=any} trimmed to fewer values",
+        ),
     ],
-    ids=["trimmed", "deleted", "key-removed"],
+    ids=["trimmed", "deleted", "key-removed", "wildcard"],
 )
 def test_the_reason_says_what_lago_would_do_to_each_filter(
     wanted: MetricSpec, outside: dict[str, object], rewrite: str
@@ -358,8 +364,21 @@ def test_the_reason_says_what_lago_would_do_to_each_filter(
     assert f"charge llm_tokens of plan enterprise: {rewrite}" in (change.reason or "")
 
 
-def test_removing_a_value_no_plan_outside_the_templates_prices_is_an_update() -> None:
-    result = make_plan(templates(*_without_32k()), converged(_other_plan("gpt-4")))
+def _gpt4_of_any_type() -> dict[str, object]:
+    values = {"model": ("gpt-4",), "type": (ALL_FILTER_VALUES,)}
+    price = PriceSpec(Decimal("0.5"), package_size=1000, values=values)
+    return lago_plan(plan(replace(charge(), filters=(price,)), code="enterprise"))
+
+
+@pytest.mark.parametrize(
+    "outside",
+    [_other_plan("gpt-4"), _gpt4_of_any_type()],
+    ids=["other-model", "wildcard-on-a-key-that-keeps-its-values"],
+)
+def test_removing_a_value_no_plan_outside_the_templates_prices_is_an_update(
+    outside: dict[str, object],
+) -> None:
+    result = make_plan(templates(*_without_32k()), converged(outside))
 
     change = only(result.changes, "billable_metric", "llm_tokens")
     assert change.action == "update"

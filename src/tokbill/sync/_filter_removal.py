@@ -4,9 +4,11 @@ When a metric loses filter values, Lago rewrites every charge filter that
 names them, in every plan (lago-api.md, section 1.5): the filter is trimmed
 to its remaining values, broadened when only its other keys remain (it keeps
 its price and now matches events it never matched), or deleted when nothing
-remains. Plans in the templates stop pricing those values before the metric
-loses them (see ``_apply``), so only plans outside the templates are left to
-be rewritten, and that is blocked unless ``allow_destroy``.
+remains. A filter on any value of a key (Lago's wildcard) keeps its values
+but silently stops matching the removed ones. Plans in the templates stop
+pricing those values before the metric loses them (see ``_apply``), so only
+plans outside the templates are left to be rewritten, and that is blocked
+unless ``allow_destroy``.
 """
 
 from __future__ import annotations
@@ -54,6 +56,8 @@ class _Rewrite:
     def text(self) -> str:
         if not self.after:
             return f"{_braced(self.before)} deleted"
+        if self.after == self.before:
+            return f"{_braced(self.before)} trimmed to fewer values"
         return f"{_braced(self.before)} {self.effect} to {_braced(self.after)}"
 
 
@@ -73,6 +77,7 @@ def removal_block(
         for plan in context.outside_plans()
         for charge, key in plan.charge_filters(metric)
         if (rewritten := _rewritten(key, after)) != key
+        or _wildcard_narrowed(key, before, after)
     ]
     if not rewrites:
         return None
@@ -98,6 +103,16 @@ def _rewritten(key: ValuesKey, after: Filters) -> ValuesKey:
         if values:
             rows.append((name, values))
     return tuple(rows)
+
+
+def _wildcard_narrowed(key: ValuesKey, before: Filters, after: Filters) -> bool:
+    """Whether a wildcard row of ``key`` stops matching a value it matched."""
+    return any(
+        values == (ALL_FILTER_VALUES,)
+        and name in after
+        and not set(before.get(name, ())) <= set(after[name])
+        for name, values in key
+    )
 
 
 def _lost_values(
@@ -144,4 +159,8 @@ def _plans_text(plans: list[str]) -> str:
 
 
 def _braced(key: ValuesKey) -> str:
-    return "{" + ", ".join(f"{name}={','.join(vs)}" for name, vs in key) + "}"
+    rows = (
+        f"{name}={'any' if vs == (ALL_FILTER_VALUES,) else ','.join(vs)}"
+        for name, vs in key
+    )
+    return "{" + ", ".join(rows) + "}"
