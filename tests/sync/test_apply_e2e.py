@@ -389,3 +389,28 @@ def test_a_write_committed_but_unanswered_converges_without_duplicates(
 def plan_codes(server: EmulatorServer) -> list[str]:
     with LagoClient(server.api_url, "test-key") as client:
         return [plan["code"] for plan in client.paginate("/plans", "plans")]
+
+
+def test_a_metric_update_sends_filters_only_when_they_change(
+    lago_emulator: EmulatorServer, client: LagoClient, tmp_path: Path
+) -> None:
+    sync(client, write(tmp_path, "gpt4.yaml", GPT4))
+    recording = _RecordingClient(lago_emulator.api_url, "test-key")
+    recording.bodies = []
+    renamed = GPT4.replace("name: LLM tokens", "name: Tokens")
+
+    with recording:
+        sync(recording, write(tmp_path, "gpt4.yaml", renamed))
+        sync(recording, write(tmp_path, "gpt4.yaml", MODEL_ADDED))
+
+    rename, grow, _charge = (body.get("billable_metric") for body in recording.bodies)
+    # Lago flags draft invoices for a refresh whenever filters are sent.
+    assert rename is not None and "filters" not in rename
+    assert rename["name"] == "Tokens"
+    assert grow is not None and grow["filters"][0] == {
+        "key": "model",
+        "values": ["gpt-4", "gpt-4-32k", "gpt-4-turbo"],
+    }
+    metric = client.get("/billable_metrics/llm_tokens")["billable_metric"]
+    assert metric["name"] == "LLM tokens"
+    assert not planned(client, write(tmp_path, "gpt4.yaml", MODEL_ADDED)).has_changes

@@ -312,12 +312,17 @@ class _Steps:
             # fields cannot wait: a plan this apply creates attaches the
             # metric, and Lago then silently keeps the old definition.
             widened = replace(spec, filters=_union(live.filters, spec.filters))
+            fields = widened.payload()
+            if not adds:
+                # Lago flags every draft invoice of the metric's plans for a
+                # refresh whenever filters are sent, changed or not.
+                del fields["filters"]
             steps.append(
                 _put(
                     path,
                     f"update metric {spec.code}",
                     _Phase.GROW_METRICS,
-                    lambda: {"billable_metric": widened.payload()},
+                    lambda: {"billable_metric": fields},
                 )
             )
         if removes:
