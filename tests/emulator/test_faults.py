@@ -225,3 +225,21 @@ def test_invalid_fault_values_are_refused_and_change_nothing(
     assert lago_emulator.faults.settings == Faults().settings
     with pytest.raises(ValueError, match="fault setting|must"):
         Faults(**settings)
+
+
+def test_an_emulator_with_a_key_guards_its_control_endpoints_with_it() -> None:
+    with running_emulator(api_key="secret") as server:
+        control = f"{server.url}/_emulator/faults"
+        anonymous = httpx.post(control, json={"error_rate": 1})
+        anonymous_reset = httpx.post(f"{server.url}/_emulator/reset")
+        settings_after = server.faults.settings.error_rate
+        keyed = httpx.post(
+            control,
+            json={"error_rate": 1},
+            headers={"Authorization": "Bearer secret"},
+        )
+
+    assert (anonymous.status_code, anonymous_reset.status_code) == (401, 401)
+    assert settings_after == 0
+    assert keyed.status_code == 200
+    assert keyed.json()["faults"]["error_rate"] == 1

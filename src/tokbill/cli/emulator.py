@@ -86,7 +86,8 @@ def emulator(
 
     Point tokbill, lago-python-client or any HTTP client at the printed URL.
     Faults are off unless a fault option is given; they can also be changed
-    while it runs with POST /_emulator/faults.
+    while it runs with POST /_emulator/faults (which, like the API, needs the
+    key when --api-key is given).
     """
     faults = Faults(
         error_rate=error_rate,

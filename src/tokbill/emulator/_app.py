@@ -301,8 +301,23 @@ class EmulatorApp:
         if not token or (self._api_key is not None and token != self._api_key):
             raise _errors.unauthorized()
 
+    def _control_refused(self, request: Request) -> Response | None:
+        # The control endpoints change what every client sees, so an emulator
+        # started with a key guards them with it too; without one, like the
+        # API, they accept any caller.
+        if self._api_key is None:
+            return None
+        try:
+            self._authenticate(request)
+        except _errors.ApiError as error:
+            return json_response(error.status, error.body)
+        return None
+
     async def fault_settings(self, request: Request) -> Response:
         """``GET``/``POST /_emulator/faults``: read or change the faults live."""
+        refused = self._control_refused(request)
+        if refused is not None:
+            return refused
         if request.method == "POST":
             try:
                 changes = await _json_body(request)
@@ -313,8 +328,11 @@ class EmulatorApp:
                 return json_response(422, {"status": 422, "error": str(error)})
         return json_response(200, {"faults": self.faults.settings.to_dict()})
 
-    async def reset(self, _request: Request) -> Response:
+    async def reset(self, request: Request) -> Response:
         """``POST /_emulator/reset``: empty the store, clear faults and the log."""
+        refused = self._control_refused(request)
+        if refused is not None:
+            return refused
         self.db.clear()
         self.faults.reset()
         self.log.reset()
