@@ -47,6 +47,7 @@ def test_bad_lines_are_named_and_the_rest_is_sent(
     rows[2] = "{not json"
     rows[5] = line(5, input_tokens=-3)
     rows[7] = line(7, input_token=4)
+    rows[9] = line(9, properties="tier=pro")
     rows.insert(8, "")
     usage.write_text("\n".join(rows) + "\n")
 
@@ -56,9 +57,10 @@ def test_bad_lines_are_named_and_the_rest_is_sent(
     assert f"{usage}:3: not JSON" in result.stderr
     assert f"{usage}:6: input_tokens must not be negative" in result.stderr
     assert f"{usage}:8: unknown field input_token" in result.stderr
-    assert "Read 11 lines: 7 recorded, 3 skipped as bad." in result.stdout
-    assert "14 delivered" in result.stdout
-    assert len(lago.store.events("sub_cli")) == 14
+    assert f"{usage}:11: properties must be a mapping" in result.stderr
+    assert "Read 11 lines: 6 recorded, 4 skipped as bad." in result.stdout
+    assert "12 delivered" in result.stdout
+    assert len(lago.store.events("sub_cli")) == 12
 
 
 def test_stdin_with_json_output_and_a_clean_exit(lago: EmulatorServer) -> None:

@@ -123,6 +123,8 @@ def test_a_given_timestamp_is_kept(make_meter: MakeMeter) -> None:
         ({"timestamp": "2026-01-01"}, TypeError, "Unix seconds or a datetime"),
         ({"properties": {"model": "x"}}, ValueError, "set by the meter"),
         ({"properties": {"tags": ["a"]}}, TypeError, "string or a number"),
+        ({"properties": "tier=pro"}, TypeError, "properties must be a mapping"),
+        ({"properties": [("tier", "pro")]}, TypeError, "must be a mapping"),
         ({"properties": {"x": "y" * 40_000}}, ValueError, "max_event_bytes"),
     ],
     ids=lambda value: str(value)[:30],

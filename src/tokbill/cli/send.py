@@ -243,6 +243,8 @@ def _parse(raw: bytes) -> dict[str, Any]:
         fields = json.loads(line)
     except json.JSONDecodeError as exc:
         raise ValueError(f"not JSON ({exc.msg} at column {exc.colno}).") from None
+    except RecursionError:
+        raise ValueError("JSON nested too deeply to read.") from None
     if not isinstance(fields, dict):
         raise ValueError("expected a JSON object.")
     missing = [name for name in _REQUIRED if name not in fields]

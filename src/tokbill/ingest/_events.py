@@ -85,10 +85,16 @@ def check_properties(
     """The caller's properties, checked, to add to every event of a call.
 
     Raises:
-        TypeError: a key is not a string or a value not a string or number.
+        TypeError: ``properties`` is not a mapping, a key is not a string or a
+            value not a string or number.
         ValueError: a key is one of ``reserved`` (the model, type or token
             field), or a number is not finite.
     """
+    if not isinstance(properties, Mapping):
+        raise TypeError(
+            "properties must be a mapping of names to strings or numbers; "
+            f"got {properties!r}."
+        )
     for key, value in properties.items():
         if not isinstance(key, str):
             raise TypeError(f"Property names must be strings; got {key!r}.")

@@ -207,8 +207,8 @@ class MeterBase:
             check_id("request_id", request_id)
         when = now if timestamp is None else event_time(timestamp, now)
         extra = None
-        if properties:
-            extra = check_properties(properties, self._shape.reserved_keys)
+        if properties is not None:
+            extra = check_properties(properties, self._shape.reserved_keys) or None
         if not counts:
             return
         runtime = self._runtime
