@@ -262,3 +262,40 @@ def test_a_lane_left_half_deleted_is_cleaned_up(
     assert report.complete and lago.sent == []
     assert not lane.exists()
     assert "Could not remove" not in caplog.text
+
+
+def test_a_spool_that_cannot_be_opened_falls_back_to_memory(
+    make_meter: MakeMeter, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    spool = tmp_path / "spool"
+    meter = make_meter(spool_dir=spool)
+    # Gone by first use: a file now stands where the directory was.
+    spool.rmdir()
+    spool.write_text("not a directory")
+
+    with fake_lago() as lago:
+        record_calls(meter, 3)
+        report = meter.flush(timeout_s=5)
+
+    assert report.complete and report.acked == 6 and len(lago.stored) == 6
+    assert meter.stats().spool_bytes == 0
+    [line] = [r for r in caplog.records if "cannot be opened" in r.getMessage()]
+    assert "memory only" in line.getMessage()
+
+
+def test_no_room_for_the_first_segment_leaves_no_lane_behind(
+    make_meter: MakeMeter, tmp_path: Path
+) -> None:
+    # No disk has room for a petabyte segment: posix_fallocate refuses it.
+    huge = 2**50
+    options = MeterOptions(
+        linger_s=0.01, spool_max_bytes=huge, spool_segment_bytes=huge
+    )
+    meter = make_meter(spool_dir=tmp_path, options=options)
+
+    with fake_lago() as lago:
+        record_calls(meter, 2)
+        report = meter.flush(timeout_s=5)
+
+    assert report.complete and len(lago.stored) == 4
+    assert list(tmp_path.iterdir()) == []

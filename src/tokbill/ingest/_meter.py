@@ -462,6 +462,8 @@ class TokenMeter(MeterBase):
     on first use. With ``spool_dir`` every recorded event survives ``kill
     -9`` and is sent by the next meter on that directory; without it, memory
     is bounded by ``max_buffered_events`` and overflow is counted as dropped.
+    A spool that cannot be opened at first use is logged as an ERROR and the
+    meter runs as if it had none.
 
     ``flush`` and ``close`` return by their deadline, whatever Lago does.
     """

@@ -8,6 +8,7 @@ connections or touching its spool) and builds a fresh one on first use.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable
@@ -26,9 +27,11 @@ from tokbill.ingest._options import MeterOptions
 from tokbill.ingest._pipeline import Pipeline
 from tokbill.ingest._report import FlushReport, MeterStats
 from tokbill.ingest._sender import Sender
-from tokbill.ingest._spool import Spool
+from tokbill.ingest._spool import Spool, SpoolFullError
 
 __all__ = ["Connection", "Runtime"]
+
+logger = logging.getLogger(__name__)
 
 USER_AGENT: Final = f"tokbill-ingest/{__version__}"
 _STOP_SHARE_S: Final = 0.1
@@ -171,6 +174,9 @@ class Runtime:
             self.pipeline.spool.forget()
 
     def _open_spool(self) -> Spool | None:
+        # A spool that cannot be opened (the directory gone or unwritable,
+        # the disk full) must not make record raise: the meter runs on
+        # memory alone, bounded as without a spool, and says so once.
         if self._spool_dir is None:
             return None
         spool = Spool(
@@ -181,7 +187,16 @@ class Runtime:
             fsync_interval_s=self._options.fsync_interval_s,
             wake=self.pipeline.dispatcher_wanted.set,
         )
-        spool.open()
+        try:
+            spool.open()
+        except (OSError, SpoolFullError) as exc:
+            logger.error(
+                "The spool in %s cannot be opened (%s); events are kept in "
+                "memory only and do not survive a crash of this process.",
+                self._spool_dir,
+                exc,
+            )
+            return None
         self.pipeline.spool = spool
         return spool
 

@@ -134,7 +134,12 @@ class Spool:
         return self.root / DEAD_LETTER_NAME
 
     def open(self) -> None:
-        """Create and lock this meter's lane under ``root``."""
+        """Create and lock this meter's lane under ``root``.
+
+        Raises:
+            OSError: the lane cannot be created.
+            SpoolFullError: there is no room for its first segment.
+        """
         self.root.mkdir(parents=True, exist_ok=True)
         name = f"{_LANE_PREFIX}{os.getpid()}-{time.time_ns()}"
         # Locked before it gets a name other meters look for, so no one can
@@ -147,7 +152,12 @@ class Spool:
         path = self.root / name
         nascent.rename(path)
         self._lane = Lane(path, lock_fd)
-        self._head = self._new_segment(0)
+        try:
+            self._head = self._new_segment(0)
+        except SpoolFullError:
+            self._release(self._lane, remove=True)
+            self._lane = None
+            raise
 
     def append(self, record: bytes) -> tuple[Segment, int, int]:
         """Copy ``record`` into the segment map; return the segment, the
