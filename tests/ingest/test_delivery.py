@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import logging
 import random
@@ -14,7 +15,7 @@ import pytest
 from tests.ingest.conftest import FAST, assert_balanced, record_calls
 from tests.ingest.fake_lago import Event, fake_lago, ok
 from tokbill._errors import LagoError, LagoTimeoutError, ServerError
-from tokbill.ingest import MeterOptions, RateLimitInfo, TokenMeter
+from tokbill.ingest import MeterOptions, MeterStats, RateLimitInfo, TokenMeter
 
 MakeMeter = Callable[..., TokenMeter]
 
@@ -384,6 +385,43 @@ def test_a_404_suspends_sending_too(make_meter: MakeMeter) -> None:
 
     assert report.complete and report.acked == 6
     assert len(lago.stored) == 6 and meter.stats().blocked is None
+
+
+@pytest.mark.parametrize(
+    "refusal",
+    [
+        httpx.Response(301, headers={"Location": "https://lago.test/api/v1/x"}),
+        httpx.Response(308, headers={"Location": "https://lago.test/api/v1/x"}),
+        httpx.Response(405, json={"status": 405, "error": "Method Not Allowed"}),
+        httpx.Response(407, text="Proxy Authentication Required"),
+    ],
+    ids=["301", "308", "405", "407"],
+)
+def test_a_wrong_url_or_proxy_suspends_sending_and_quarantines_nothing(
+    make_meter: MakeMeter, refusal: httpx.Response
+) -> None:
+    # One batch of 20 events: nothing leaves before the flush.
+    meter = make_meter(options=dataclasses.replace(FAST, linger_s=30.0))
+    answer = failing_first(refusal, refusal)
+    seen: list[MeterStats] = []
+
+    def script(events: list[Event]) -> httpx.Response:
+        # The probe after the first refusal sees the meter while it is held.
+        seen.append(meter.stats())
+        return answer(events)
+
+    with fake_lago(script) as lago:
+        record_calls(meter, 10)
+        report = meter.flush(timeout_s=5)
+
+    held = seen[1]
+    assert (held.pending, held.quarantined, held.acked) == (20, 0, 0)
+    assert held.blocked is not None
+    assert held.blocked.startswith(str(refusal.status_code))
+    if refusal.status_code < 400:
+        assert held.blocked.endswith("It redirects to https://lago.test/api/v1/x.")
+    assert report.complete and (report.acked, report.quarantined) == (20, 0)
+    assert len(lago.stored) == 20 and meter.stats().blocked is None
 
 
 def test_sending_resumes_when_the_probe_is_rejected_as_invalid(

@@ -49,7 +49,8 @@ class MeterOptions:
     max_rate_limit_wait_s: float = 300.0
     """Cap on a wait Lago asks for with ``Retry-After``/``X-RateLimit-Reset``."""
     auth_probe_interval_s: float = 60.0
-    """After 401/403/404, how often one request probes whether it is fixed."""
+    """After a refused key or URL (a redirect, 401, 403, 404, 405, 407), how
+    often one request probes whether it is fixed."""
     log_interval_s: float = 60.0
     """At most one log line per kind of failure per interval."""
     spool_max_bytes: int = 256 * 1024 * 1024

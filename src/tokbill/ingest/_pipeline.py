@@ -295,7 +295,7 @@ class Pipeline:
         return max(self._pause_until - _monotonic(), 0.0)
 
     def block(self, reason: str) -> None:
-        """Suspend taking new batches until :meth:`unblock` (401/403/404)."""
+        """Suspend taking new batches until :meth:`unblock` (key or URL refused)."""
         with self._lock:
             self.blocked = reason
 

@@ -50,7 +50,8 @@ class MeterStats:
     unpriced: Mapping[str, int] = field(default_factory=dict)
     """Events per model or type value that the template does not price."""
     blocked: str | None = None
-    """Why sending is suspended (401/403/404), or None while it runs."""
+    """Why sending is suspended (a redirect, 401, 403, 404, 405 or 407),
+    or None while it runs."""
 
     @property
     def dropped_total(self) -> int:

@@ -10,7 +10,8 @@ Per response (Lago answers the batch as a whole, all or nothing):
   retry;
 - 422 without per-index details, and other 4xx (400, 413, ...): the batch is
   split in halves until the bad event is alone, then quarantined;
-- 401, 403, 404: sending stops for the whole meter, the events are kept, and
+- a redirect, 401, 403, 404, 405 or 407 (the key, URL or proxy is wrong,
+  not an event): sending stops for the whole meter, the events are kept, and
   this sender probes with its batch every ``auth_probe_interval_s``; any
   other answer resumes sending, and a sender that gives up on its batch
   (retry budget, closing) lifts the block too, so that some batch always
@@ -51,7 +52,10 @@ logger = logging.getLogger(__name__)
 
 EVENTS_BATCH_PATH: Final = "/events/batch"
 _LOGGED_PATH: Final = "/api/v1/events/batch"
-_CONFIG_STATUSES: Final = frozenset({401, 403, 404})
+_CONFIG_STATUSES: Final = frozenset({401, 403, 404, 405, 407})
+"""Answers about the key, URL or proxy, never about an event; redirects
+too (httpx does not follow them, and following would turn a POST into a
+GET)."""
 _DUPLICATE: Final = {"transaction_id": ["value_already_exist"]}
 _UNEXPECTED_PAUSE_S: Final = 1.0
 
@@ -135,21 +139,23 @@ class Sender:
 
     def _handle(self, items: list[Item], response: httpx.Response) -> Work:
         status = response.status_code
-        if status not in _CONFIG_STATUSES:
+        configuration = _is_configuration(status)
+        if not configuration:
             self._resume(status)
         if status < 300:
             self._pipeline.acked(items)
             return []
         error = error_from_response(response, "POST", _LOGGED_PATH)
         self._hooks.error(error)
-        if status in _CONFIG_STATUSES:
-            return [self._hold_until_fixed(items, error)]
+        if configuration:
+            location = response.headers.get("location")
+            return [self._hold_until_fixed(items, error, location)]
         if status == 422:
             return self._triage(items, error)
         return self._split_or_quarantine(items, error)
 
     def _resume(self, status: int) -> None:
-        # Any answer but 401/403/404 (a 422 too) shows the key and URL work.
+        # Any other answer (a 422 too) shows the key and URL work.
         if self._pipeline.blocked is not None:
             self._pipeline.unblock()
             # Through the limiter: a key that flaps between backends would
@@ -168,9 +174,12 @@ class Sender:
             self._pipeline.unblock()
 
     def _hold_until_fixed(
-        self, items: list[Item], error: LagoStatusError
+        self, items: list[Item], error: LagoStatusError, location: str | None
     ) -> list[Item]:
-        self._pipeline.block(f"{error.status_code}: {error}")
+        reason = str(error)
+        if location and 300 <= error.status_code < 400:
+            reason += f" It redirects to {location}."
+        self._pipeline.block(f"{error.status_code}: {reason}")
         spooled = self._pipeline.spool is not None
         kept = "in the spool" if spooled else "in memory until close"
         self._limiter.log(
@@ -178,7 +187,7 @@ class Sender:
             f"config-{error.status_code}",
             "%s Sending is suspended and the events are kept %s; check the API "
             "key and URL. Probing again every %.3gs.",
-            error,
+            reason,
             kept,
             self._options.auth_probe_interval_s,
         )
@@ -349,6 +358,10 @@ def _transport_error(exc: httpx.TransportError) -> LagoConnectionError:
         path=_LOGGED_PATH,
         request_sent=not isinstance(exc, httpx.ConnectError),
     )
+
+
+def _is_configuration(status: int) -> bool:
+    return 300 <= status < 400 or status in _CONFIG_STATUSES
 
 
 def _per_index(details: Any, size: int) -> dict[int, Any] | None:
