@@ -258,6 +258,26 @@ def test_sustained_failure_logs_one_line_per_kind(
     assert len(retry_lines) == 1
 
 
+def test_an_unexpected_failure_keeps_the_batch_and_logs_one_line(
+    make_meter: MakeMeter, caplog: pytest.LogCaptureFixture
+) -> None:
+    calls = threading.Semaphore(0)
+
+    def broken(request: httpx.Request) -> httpx.Response:
+        calls.release()
+        raise RuntimeError("a bug below the sender")
+
+    meter = make_meter(transport=httpx.MockTransport(broken))
+    record_calls(meter, 1)
+    for _ in range(5):
+        assert calls.acquire(timeout=10)
+    report = meter.close(timeout_s=0.1)
+
+    assert (report.acked, report.dropped + report.pending) == (0, 2)
+    lines = [r for r in caplog.records if "Unexpected failure" in r.getMessage()]
+    assert len(lines) == 1 and lines[0].exc_info is not None
+
+
 def test_the_budget_sends_a_failing_batch_to_the_back(make_meter: MakeMeter) -> None:
     options = MeterOptions(
         linger_s=0.01,

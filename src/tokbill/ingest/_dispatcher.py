@@ -60,6 +60,15 @@ class Dispatcher:
             self._tick(time.monotonic())
         except OSError as exc:
             self._limiter.log(logging.ERROR, "spool-io", "The spool failed: %s.", exc)
+        except Exception:
+            # Broad on purpose: if this thread died, full segments would never
+            # be sealed and events waiting on disk never read back.
+            self._limiter.log(
+                logging.ERROR,
+                "spool-unexpected",
+                "Unexpected failure while maintaining the spool.",
+                exc_info=True,
+            )
 
     def _tick(self, now: float) -> None:
         if now >= self._next_adoption:

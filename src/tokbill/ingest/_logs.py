@@ -23,8 +23,16 @@ class LogLimiter:
         self._next_at: dict[str, float] = {}
         self._suppressed: dict[str, int] = {}
 
-    def log(self, level: int, kind: str, message: str, *args: object) -> None:
-        """Log ``message % args`` unless ``kind`` was logged within the interval."""
+    def log(
+        self,
+        level: int,
+        kind: str,
+        message: str,
+        *args: object,
+        exc_info: bool = False,
+    ) -> None:
+        """Log ``message % args`` unless ``kind`` was logged within the interval;
+        ``exc_info`` adds the exception being handled, as in ``logging``."""
         now = time.monotonic()
         with self._lock:
             if now < self._next_at.get(kind, 0.0):
@@ -35,4 +43,4 @@ class LogLimiter:
         if suppressed:
             message += " (%d similar lines suppressed)"
             args = (*args, suppressed)
-        self._logger.log(level, message, *args)
+        self._logger.log(level, message, *args, exc_info=exc_info)

@@ -48,7 +48,6 @@ from tokbill.lago import error_from_response, retry_after_s
 
 __all__ = ["EVENTS_BATCH_PATH", "Sender"]
 
-logger = logging.getLogger(__name__)
 
 EVENTS_BATCH_PATH: Final = "/events/batch"
 _LOGGED_PATH: Final = "/api/v1/events/batch"
@@ -103,8 +102,15 @@ class Sender:
                 self._on_budget_spent(items, exc)
             except Exception:
                 # Broad on purpose: a bug here must not kill the sender or
-                # lose the batch; it goes back to the queue, logged.
-                logger.exception("Unexpected failure while sending a batch.")
+                # lose the batch; it goes back to the queue, logged (through
+                # the limiter, as it may repeat for as long as the cause).
+                self._limiter.log(
+                    logging.ERROR,
+                    "unexpected",
+                    "Unexpected failure while sending a batch; it goes back to "
+                    "the queue.",
+                    exc_info=True,
+                )
                 self._lift_block()
                 self._pipeline.requeue(items)
                 self._stop_event.wait(_UNEXPECTED_PAUSE_S)

@@ -506,6 +506,10 @@ class Spool:
         return pending
 
     def _adopt_segment(self, lane: Lane, number: int) -> int:
+        # A record whose frame is intact but whose JSON this version cannot
+        # read (another version's format, a hand edit) makes event_count
+        # raise: the adoption of its lane stops there, the dispatcher logs
+        # it, and the lane's other records wait until it is fixed by hand.
         segment, payloads = load_segment(lane, number)
         lane.segments[number] = segment
         self._bytes += segment.capacity + size_or_zero(segment.path(".done"))
