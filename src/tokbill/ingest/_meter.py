@@ -104,7 +104,6 @@ class MeterBase:
         )
         self._spool_dir = _checked_spool_dir(spool_dir)
         self._callbacks = (on_drop, on_error, on_rate_limit)
-        self._reported_unpriced: set[str] = set()
         self._closed = False
         self._runtime = self._new_runtime()
         _live_meters.add(self)
@@ -407,9 +406,9 @@ class MeterBase:
                     self._count_unpriced(f"type={kind}", 1)
 
     def _count_unpriced(self, value: str, events: int) -> None:
-        self._runtime.pipeline.count_unpriced(value, events)
-        if value not in self._reported_unpriced:
-            self._reported_unpriced.add(value)
+        # Decided under the pipeline's lock, so that two threads recording
+        # the same new value never both report it.
+        if self._runtime.pipeline.count_unpriced(value, events):
             logger.warning(
                 "Events with %s match no filter value of the metric %s; they are "
                 "sent and counted in stats().unpriced.",

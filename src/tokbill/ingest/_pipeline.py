@@ -153,10 +153,13 @@ class Pipeline:
             self._queued = queued + events
         return None
 
-    def count_unpriced(self, value: str, events: int) -> None:
-        """Count events whose model or type the template does not price."""
+    def count_unpriced(self, value: str, events: int) -> bool:
+        """Count events whose model or type the template does not price;
+        True the first time ``value`` is counted."""
         with self._lock:
+            first = value not in self._unpriced
             self._unpriced[value] += events
+        return first
 
     def take_batch(self) -> list[Item] | None:
         """The next batch to send, waiting for it; None once stopped."""
