@@ -9,17 +9,23 @@ import subprocess
 import sys
 import threading
 from collections.abc import Callable, Iterator
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 
 from tests.ingest.conftest import FAST, assert_balanced
+from tokbill.cli import main
 from tokbill.emulator import EmulatorServer
 from tokbill.ingest import AsyncTokenMeter, MeterOptions, TokenMeter
 from tokbill.ingest._frames import frame
+from tokbill.lago import LagoClient
+from tokbill.usage import UsageClient
 
 MakeMeter = Callable[..., TokenMeter]
 WRITER = Path(__file__).with_name("spool_writer.py")
+GPT4_TEMPLATE = Path(__file__).parents[2] / "templates" / "gpt4.yaml"
 
 
 @pytest.fixture
@@ -73,9 +79,35 @@ def test_one_invalid_event_among_100(
     assert json.loads(line)["event"]["transaction_id"] == "old-42"
 
 
+def subscribe_to_gpt4(server: EmulatorServer, subscription: str) -> None:
+    """Apply templates/gpt4.yaml and put a customer on its plan."""
+    apply = ["apply", str(GPT4_TEMPLATE), "--yes", "--api-url", server.api_url]
+    result = CliRunner().invoke(main, [*apply, "--api-key", "test-key"])
+    assert result.exit_code == 0, result.stderr
+    body = {
+        "external_customer_id": f"cus_{subscription}",
+        "plan_code": "gpt4",
+        "external_id": subscription,
+    }
+    with LagoClient(server.api_url, "test-key") as api:
+        api.post("/subscriptions", {"subscription": body})
+
+
+def billed_units(server: EmulatorServer, subscription: str) -> dict[str, Decimal]:
+    """The units Lago's current usage bills per token type of gpt-4."""
+    with UsageClient(server.api_url, "test-key") as client:
+        usage = client.current(f"cus_{subscription}", subscription)
+    lines = usage.by("model", "type")
+    return {
+        kind: Decimal(lines[("gpt-4", kind)].to_dict()["units"])
+        for kind in ("input", "output")
+    }
+
+
 def test_every_event_lands_once_under_errors_429_storms_and_stalls(
     make_meter: MakeMeter, lago_emulator: EmulatorServer
 ) -> None:
+    subscribe_to_gpt4(lago_emulator, "sub_chaos")
     lago_emulator.faults.update(
         error_rate=0.3, stall_rate=0.05, stall_after_commit_s=0.6, seed=7
     )
@@ -117,6 +149,10 @@ def test_every_event_lands_once_under_errors_429_storms_and_stalls(
     assert stored_tokens(lago_emulator, "sub_chaos") == sent
     statuses = {entry.status for entry in lago_emulator.requests.entries()}
     assert {200, 429}.issubset(statuses) and statuses & {500, 502, 503}
+    lago_emulator.faults.reset()
+    assert billed_units(lago_emulator, "sub_chaos") == {
+        kind: Decimal(tokens) for kind, tokens in sent.items()
+    }
 
 
 def test_commit_then_timeout_neither_double_counts_nor_stalls(
@@ -179,8 +215,12 @@ def test_flush_and_close_return_against_a_hung_server(
     make_meter: MakeMeter, hung_url: str, tmp_path: Path, spooled: bool
 ) -> None:
     options = MeterOptions(linger_s=0.01, senders=2, request_timeout_s=30)
+    errors: list[Exception] = []
     meter = make_meter(
-        api_url=hung_url, options=options, spool_dir=tmp_path if spooled else None
+        api_url=hung_url,
+        options=options,
+        spool_dir=tmp_path if spooled else None,
+        on_error=errors.append,
     )
     for number in range(300):
         meter.record(
@@ -194,6 +234,9 @@ def test_flush_and_close_return_against_a_hung_server(
     flushed = meter.flush(timeout_s=0.3)
     closed = meter.close(timeout_s=0.3)
 
+    # No request has timed out yet: both calls kept their own deadline and
+    # did not wait for request_timeout_s.
+    assert errors == []
     assert not flushed.complete and flushed.pending == 600
     assert not closed.complete and closed.acked == 0
     assert closed.recorded == closed.pending + closed.dropped == 600
