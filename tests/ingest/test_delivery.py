@@ -189,7 +189,10 @@ def test_a_422_without_indices_is_split_until_the_bad_event_is_alone(
         return ok(events)
 
     drops: list[str] = []
-    meter = make_meter(on_drop=lambda events, reason: drops.append(reason))
+    meter = make_meter(
+        options=dataclasses.replace(FAST, linger_s=30.0),
+        on_drop=lambda events, reason: drops.append(reason),
+    )
     with fake_lago(script) as lago:
         for number in range(64):
             sub = "poison" if number == 5 else "s"
@@ -205,6 +208,9 @@ def test_a_422_without_indices_is_split_until_the_bad_event_is_alone(
     assert (report.acked, report.quarantined) == (63, 1)
     assert len(lago.stored) == 63
     assert drops == ["rejected: oops"]
+    # Halving: the whole batch, then two halves at each of six levels.
+    halves = [64 >> level for level in range(1, 7) for _ in range(2)]
+    assert sorted(len(batch) for batch in lago.batches) == sorted([64, *halves])
 
 
 def test_auth_failure_holds_events_until_fixed(
