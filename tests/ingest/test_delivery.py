@@ -248,9 +248,16 @@ def test_stats_report_the_block(make_meter: MakeMeter) -> None:
     forbidden = httpx.Response(403, json={"status": 403, "code": "forbidden"})
     meter = make_meter()
 
-    with fake_lago(lambda events: forbidden):
+    refused = threading.Semaphore(0)
+
+    def script(events: list[Event]) -> httpx.Response:
+        refused.release()
+        return forbidden
+
+    with fake_lago(script):
         record_calls(meter, 1)
-        meter.flush(timeout_s=0.2)
+        # The second request is the probe, sent after the block was set.
+        assert refused.acquire(timeout=10) and refused.acquire(timeout=10)
         stats = meter.stats()
         meter.close(timeout_s=0.1)
 
@@ -263,13 +270,19 @@ def test_sustained_failure_logs_one_line_per_kind(
 ) -> None:
     caplog.set_level(logging.WARNING, logger="tokbill")
     meter = make_meter()
+    failures = threading.Semaphore(0)
 
-    with fake_lago(lambda events: httpx.Response(503)) as lago:
+    def unavailable(events: list[Event]) -> httpx.Response:
+        failures.release()
+        return httpx.Response(503)
+
+    with fake_lago(unavailable) as lago:
         record_calls(meter, 300)
-        meter.flush(timeout_s=1.0)
+        for _ in range(60):
+            assert failures.acquire(timeout=10)
         meter.close(timeout_s=0.1)
 
-    assert len(lago.batches) > 50
+    assert len(lago.batches) >= 60
     retry_lines = [r for r in caplog.records if "Retrying" in r.getMessage()]
     assert len(retry_lines) == 1
 

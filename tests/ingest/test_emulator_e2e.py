@@ -159,8 +159,9 @@ def test_commit_then_timeout_neither_double_counts_nor_stalls(
     make_meter: MakeMeter, lago_emulator: EmulatorServer
 ) -> None:
     lago_emulator.faults.update(stall_after_commit_s=1.0, stall_count=1)
+    # One batch, sent by the flush: the one request that stalls holds all.
     options = MeterOptions(
-        linger_s=0.01, request_timeout_s=0.3, retry_initial_delay_s=0.01
+        linger_s=30.0, request_timeout_s=0.3, retry_initial_delay_s=0.01
     )
     meter = make_meter(api_url=lago_emulator.url, options=options)
 

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -55,6 +56,9 @@ def test_acked_events_are_not_sent_again(make_meter: MakeMeter, tmp_path: Path) 
     first = make_meter(spool_dir=tmp_path, options=MeterOptions(senders=1))
     with fake_lago(first_batch_only) as before:
         record_calls(first, 150)
+        deadline = time.monotonic() + 10
+        while first.stats().acked < 100 and time.monotonic() < deadline:
+            time.sleep(0.005)
         left = first.close(timeout_s=0.3)
     second = make_meter(spool_dir=tmp_path, options=FAST)
     with fake_lago() as after:
