@@ -528,6 +528,31 @@ def test_sending_resumes_when_the_probe_spent_its_retry_budget(
     assert len(lago.stored) == 4 and meter.stats().blocked is None
 
 
+def test_a_flush_that_reports_a_rejection_has_seen_its_on_drop(
+    make_meter: MakeMeter,
+) -> None:
+    drops: list[str] = []
+
+    def slow_on_drop(events: list[Event], reason: str) -> None:
+        time.sleep(0.2)
+        drops.extend(event["transaction_id"] for event in events)
+
+    meter = make_meter(on_drop=slow_on_drop)
+    rejected = invalid({"0": {"timestamp": ["invalid_format"]}})
+    with fake_lago(lambda events: rejected):
+        meter.record(
+            subscription_id="s",
+            model="m",
+            input_tokens=1,
+            output_tokens=0,
+            request_id="r",
+        )
+        report = meter.flush(timeout_s=5)
+
+    assert report.complete and report.quarantined == 1
+    assert drops == ["r:input"]
+
+
 def test_a_422_mixing_duplicates_strings_and_field_errors(
     make_meter: MakeMeter,
 ) -> None:

@@ -15,7 +15,12 @@ __all__ = ["DropCallback", "ErrorCallback", "Hooks", "RateLimitCallback"]
 logger = logging.getLogger(__name__)
 
 DropCallback = Callable[[list[dict[str, Any]], str], object]
-"""``on_drop(events, reason)``: events that will never reach Lago."""
+"""``on_drop(events, reason)``: events that will never reach Lago.
+
+Events Lago rejected, and events a sender drops at close, count in
+``stats()`` only once the call returned, so a ``flush`` or ``close`` that
+reports them has seen it. Events ``record`` refuses are counted first, on
+the recording thread, then reported."""
 ErrorCallback = Callable[[Exception], object]
 """``on_error(exc)``: one failed request (a tokbill ``LagoError``)."""
 RateLimitCallback = Callable[[RateLimitInfo], object]

@@ -277,11 +277,13 @@ class Pipeline:
                 self._queue.extendleft(reversed(items))
                 self._queued += _events(items)
             return
+        # Reported first, so that once the events count as dropped on_drop
+        # has returned (see Sender._quarantine).
+        self._report_shutdown_drop(items)
         with self._lock:
             self._land(items)
             self._dropped[DropReason.SHUTDOWN] += _events(items)
             self._notify_progress()
-        self._report_shutdown_drop(items)
 
     def count_retry(self, events: int) -> None:
         """Count ``events`` sent again after a transient failure."""

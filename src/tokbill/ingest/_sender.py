@@ -263,13 +263,15 @@ class Sender:
             for record, (_, detail) in zip(records, rejected, strict=True)
         ]
         self._write_dead_letters(entries)
-        self._pipeline.quarantined([item for item, _ in rejected])
         by_reason: dict[str, list[bytes]] = {}
         for record, (_, detail) in zip(records, rejected, strict=True):
             reason = f"rejected: {describe_error_details(detail) or detail}"
             by_reason.setdefault(reason, []).append(record)
         for reason, payloads in by_reason.items():
             self._hooks.dropped(payloads, reason)
+        # Counted once on_drop returned: a flush that sees them resolved
+        # has seen the callback too.
+        self._pipeline.quarantined([item for item, _ in rejected])
         self._limiter.log(
             logging.ERROR,
             "quarantine",
