@@ -10,7 +10,12 @@ import respx
 
 from tests.usage.conftest import KEY, URL, USAGE_URL, FakeClock, lago_error
 from tokbill import ServerError
-from tokbill.usage import AsyncUsageClient, UsageClient, UsageUnavailableError
+from tokbill.usage import (
+    AsyncUsageClient,
+    Usage,
+    UsageClient,
+    UsageUnavailableError,
+)
 
 CALLERS = 100
 
@@ -97,7 +102,7 @@ def test_a_hundred_tasks_asking_at_once_cause_one_call(
                     asyncio.create_task(usage.current("cus_1", "sub_1"))
                     for _ in range(CALLERS)
                 ]
-                while clock.reads < CALLERS + 1:
+                while clock.reads < CALLERS:
                     await asyncio.sleep(0)
                 everyone_waits.set()
                 results = await asyncio.gather(*tasks)
@@ -105,6 +110,135 @@ def test_a_hundred_tasks_asking_at_once_cause_one_call(
             return route.call_count
 
     assert asyncio.run(scenario()) == 1
+
+
+@respx.mock
+def test_threads_waiting_on_a_failed_call_share_its_error_not_retry_it(
+    clock: FakeClock,
+) -> None:
+    def fail_once_every_thread_is_waiting(request: httpx.Request) -> httpx.Response:
+        assert clock.wait_for_reads(CALLERS + 1)
+        return httpx.Response(503, json=lago_error(503, "unavailable"))
+
+    route = respx.get(USAGE_URL).mock(side_effect=fail_once_every_thread_is_waiting)
+    client = make_client(clock)
+    errors: list[BaseException] = []
+
+    def ask() -> None:
+        try:
+            client.current("cus_1", "sub_1")
+        except UsageUnavailableError as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=ask) for _ in range(CALLERS)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=20)
+
+    assert route.call_count == 1
+    assert len(errors) == CALLERS
+    assert all(isinstance(e.__cause__, ServerError) for e in errors)
+
+
+@respx.mock
+def test_a_call_that_outlasts_the_ttl_still_serves_the_threads_that_waited(
+    gpt4_body: dict[str, Any], clock: FakeClock
+) -> None:
+    def answer_after_the_ttl(request: httpx.Request) -> httpx.Response:
+        assert clock.wait_for_reads(CALLERS + 1)
+        clock.advance(3 * 5.0)
+        return httpx.Response(200, json=gpt4_body)
+
+    route = respx.get(USAGE_URL).mock(side_effect=answer_after_the_ttl)
+    client = make_client(clock, ttl_s=5.0)
+    results: list[Usage] = []
+
+    threads = [
+        threading.Thread(
+            target=lambda: results.append(client.current("cus_1", "sub_1"))
+        )
+        for _ in range(CALLERS)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=20)
+
+    assert route.call_count == 1
+    assert len(results) == CALLERS
+    assert {(r.stale, r.age_s) for r in results} == {(False, 0.0)}
+
+
+def test_tasks_waiting_on_a_failed_call_share_its_error_not_retry_it(
+    clock: FakeClock,
+) -> None:
+    async def scenario() -> tuple[int, list[BaseException]]:
+        everyone_waits = asyncio.Event()
+
+        async def fail_later(request: httpx.Request) -> httpx.Response:
+            await everyone_waits.wait()
+            return httpx.Response(503, json=lago_error(503, "unavailable"))
+
+        with respx.mock:
+            route = respx.get(USAGE_URL).mock(side_effect=fail_later)
+            async with AsyncUsageClient(URL, KEY, clock=clock, max_retries=0) as usage:
+                tasks = [
+                    asyncio.create_task(usage.current("cus_1", "sub_1"))
+                    for _ in range(CALLERS)
+                ]
+                while clock.reads < CALLERS:
+                    await asyncio.sleep(0)
+                everyone_waits.set()
+                errors = await asyncio.gather(*tasks, return_exceptions=True)
+            return route.call_count, errors
+
+    calls, errors = asyncio.run(scenario())
+
+    assert calls == 1
+    assert len(errors) == CALLERS
+    assert all(isinstance(e, UsageUnavailableError) for e in errors)
+
+
+def test_cancelling_the_task_that_started_a_call_neither_aborts_nor_repeats_it(
+    gpt4_body: dict[str, Any], clock: FakeClock
+) -> None:
+    async def scenario() -> tuple[int, list[Usage]]:
+        asked = asyncio.Event()
+        answer = asyncio.Event()
+        requests: list[httpx.Request] = []
+
+        async def respond_when_told(request: httpx.Request) -> httpx.Response:
+            # Counted on arrival: respx counts a call only once it is answered.
+            requests.append(request)
+            asked.set()
+            await answer.wait()
+            return httpx.Response(200, json=gpt4_body)
+
+        with respx.mock:
+            respx.get(USAGE_URL).mock(side_effect=respond_when_told)
+            async with AsyncUsageClient(URL, KEY, clock=clock, max_retries=0) as usage:
+                leader = asyncio.create_task(usage.current("cus_1", "sub_1"))
+                await asyncio.wait_for(asked.wait(), timeout=10)
+                waiters = [
+                    asyncio.create_task(usage.current("cus_1", "sub_1"))
+                    for _ in range(CALLERS - 1)
+                ]
+                await asyncio.sleep(0)
+                leader.cancel()
+                with pytest.raises(asyncio.CancelledError):
+                    await leader
+                answer.set()
+                results = await asyncio.gather(*waiters)
+                clock.advance(1.0)
+                later = await usage.current("cus_1", "sub_1")
+            return len(requests), [*results, later]
+
+    calls, results = asyncio.run(scenario())
+
+    assert calls == 1
+    assert len(results) == CALLERS
+    assert results[-1].age_s == 1.0
 
 
 @respx.mock

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import Callable, Mapping
 from decimal import Decimal
 from typing import Any
@@ -40,8 +41,10 @@ class AsyncUsageClient(UsageClientBase):
 
     The same guarantees as :class:`~tokbill.usage.UsageClient`, for asyncio
     tasks: concurrent tasks asking for one subscription await a single
-    request. Use one instance per event loop; its locks belong to the loop
-    that first uses them.
+    request. That request runs in a task of its own, so cancelling the task
+    that started it (a timeout, a dropped web request) neither aborts it nor
+    makes the others send another. Use one instance per event loop; its
+    requests in flight belong to the loop that started them.
     """
 
     def __init__(
@@ -71,7 +74,7 @@ class AsyncUsageClient(UsageClientBase):
             max_retries=max_retries,
             transport=transport,
         )
-        self._locks: dict[SubscriptionKey, asyncio.Lock] = {}
+        self._in_flight: dict[SubscriptionKey, asyncio.Task[Usage]] = {}
 
     @classmethod
     def from_env(cls, **kwargs: Any) -> AsyncUsageClient:
@@ -92,12 +95,9 @@ class AsyncUsageClient(UsageClientBase):
         served = self._cache.serve(key)
         if served is not None:
             return served
-        async with self._lock(key):
-            # Another task may have refreshed while this one waited.
-            served = self._cache.serve(key)
-            if served is not None:
-                return served
-            return await self._refresh(key)
+        # Shielded: a caller that is cancelled stops waiting, but the request
+        # goes on for the others and its outcome is cached for the TTL.
+        return await asyncio.shield(self._refresh_task(key))
 
     async def check_budget(
         self, customer_id: str, subscription_id: str, limit: Decimal | int | str
@@ -155,6 +155,10 @@ class AsyncUsageClient(UsageClientBase):
 
     async def aclose(self) -> None:
         """Close the HTTP client, unless it was passed in as ``lago_client``."""
+        in_flight = list(self._in_flight.values())
+        for task in in_flight:
+            task.cancel()
+        await asyncio.gather(*in_flight, return_exceptions=True)
         if self._owns_client:
             await self._lago.aclose()
 
@@ -164,12 +168,25 @@ class AsyncUsageClient(UsageClientBase):
     async def __aexit__(self, *exc_info: object) -> None:
         await self.aclose()
 
-    def _lock(self, key: SubscriptionKey) -> asyncio.Lock:
-        # No await between the lookup and the insert, so no task can race it.
-        lock = self._locks.get(key)
-        if lock is None:
-            lock = self._locks[key] = asyncio.Lock()
-        return lock
+    def _refresh_task(self, key: SubscriptionKey) -> asyncio.Task[Usage]:
+        """The refresh in flight for ``key``, started if there is none.
+
+        No await between the lookup and the insert, so no task can race it.
+        """
+        task = self._in_flight.get(key)
+        if task is None or task.done():
+            task = asyncio.get_running_loop().create_task(self._refresh(key))
+            self._in_flight[key] = task
+            task.add_done_callback(functools.partial(self._refreshed, key))
+        return task
+
+    def _refreshed(self, key: SubscriptionKey, task: asyncio.Task[Usage]) -> None:
+        if self._in_flight.get(key) is task:
+            del self._in_flight[key]
+        if not task.cancelled():
+            # Its callers have each been given the error; mark it retrieved so
+            # asyncio does not also log it when no caller was left waiting.
+            task.exception()
 
     async def _refresh(self, key: SubscriptionKey) -> Usage:
         path, params = self._usage_request(key)
