@@ -10,9 +10,13 @@ from __future__ import annotations
 import logging
 import re
 
+from tokbill._errors import ConfigurationError
+
 __all__ = ["ApiKey", "RedactingFilter", "mask"]
 
 _BEARER = re.compile(r"(Bearer\s+)\S+", re.IGNORECASE)
+_HEADER_SAFE = re.compile(r"[\x21-\x7e]*")
+"""Visible ASCII: what a key may hold to travel in an HTTP header."""
 
 
 def mask(key: str) -> str:
@@ -23,11 +27,25 @@ def mask(key: str) -> str:
 
 
 class ApiKey:
-    """An API key that never prints itself."""
+    """An API key that never prints itself.
+
+    Whitespace around the key (a newline read from a file, a pasted space) is
+    dropped. A key with any other character that an HTTP header cannot carry
+    is refused here, because httpx would otherwise fail each request with an
+    error that quotes the whole header, key included.
+    """
 
     __slots__ = ("_value",)
 
     def __init__(self, value: str) -> None:
+        value = value.strip()
+        if not _HEADER_SAFE.fullmatch(value):
+            raise ConfigurationError(
+                f"The Lago API key ({len(value)} characters, not shown) contains "
+                "a space, a control character or a non-ASCII character, which "
+                "no Lago key has and an HTTP header cannot carry; copy the key "
+                "again from Lago's developer settings."
+            )
         self._value = value
 
     def reveal(self) -> str:

@@ -1,6 +1,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 
 import click
@@ -211,6 +214,30 @@ def test_another_customers_subscription_names_its_owner(lago: EmulatorServer) ->
     assert result.exit_code == 1
     assert result.stdout == ""
     assert "belongs to customer 'cus_1', not 'cus_2'" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("key", "exit_code"),
+    [("sk_copied_with_a_newline_0042\n", 0), ("sk_pasted_with a_space_0042", 1)],
+    ids=["newline-dropped", "space-refused"],
+)
+def test_debug_output_of_a_real_process_never_shows_the_key(
+    lago: EmulatorServer, key: str, exit_code: int
+) -> None:
+    code = "from tokbill.cli import main; main()"
+    args = ["--debug", "-vv", "usage", "cus_1", "--subscription", "sub_b"]
+    env = {**os.environ, "LAGO_API_URL": lago.api_url, "LAGO_API_KEY": key}
+
+    done = subprocess.run(
+        [sys.executable, "-c", code, *args], capture_output=True, text=True, env=env
+    )
+
+    assert done.returncode == exit_code, done.stderr
+    output = done.stdout + done.stderr
+    shown = "DEBUG tokbill.lago" if exit_code == 0 else "ConfigurationError"
+    assert shown in output
+    assert "sk_copied" not in output and "sk_pasted" not in output
+    assert "0042" not in output
 
 
 @pytest.mark.parametrize(

@@ -9,6 +9,7 @@ import respx
 
 from tokbill import (
     AuthenticationError,
+    ConfigurationError,
     LagoConnectionError,
     LagoTimeoutError,
     NotFoundError,
@@ -44,6 +45,31 @@ def test_the_key_never_appears_in_the_repr() -> None:
 
     assert KEY not in text
     assert "cdef" in text
+
+
+@respx.mock
+def test_whitespace_around_the_key_is_dropped() -> None:
+    route = respx.get(f"{URL}/plans").respond(json={"plans": []})
+
+    LagoClient(URL, f" {KEY}\n").get("/plans")
+
+    assert route.calls[0].request.headers["Authorization"] == f"Bearer {KEY}"
+
+
+@pytest.mark.parametrize(
+    "bad_key",
+    [f"{KEY[:8]}\n{KEY[8:]}", f"{KEY[:8]} {KEY[8:]}", f"{KEY}\u00e9", f"{KEY}\x00"],
+    ids=["newline", "space", "non-ascii", "nul"],
+)
+def test_a_key_no_header_can_carry_is_refused_without_showing_it(
+    bad_key: str,
+) -> None:
+    # httpx would fail every request with a message quoting the header.
+    with pytest.raises(ConfigurationError, match="API key") as caught:
+        LagoClient(URL, bad_key)
+
+    assert KEY[:8] not in str(caught.value)
+    assert KEY[8:] not in str(caught.value)
 
 
 def test_api_path_url_encodes_each_segment() -> None:
