@@ -217,6 +217,40 @@ def test_another_customers_subscription_names_its_owner(lago: EmulatorServer) ->
 
 
 @pytest.mark.parametrize(
+    "args", [[], ["--subscription", "sub_a"]], ids=["listing", "one-subscription"]
+)
+def test_a_rejected_key_names_the_setting_to_check(
+    lago: EmulatorServer, monkeypatch: pytest.MonkeyPatch, args: list[str]
+) -> None:
+    # No key at all: the emulator, like Lago, answers 401.
+    monkeypatch.delenv("LAGO_API_KEY", raising=False)
+
+    result = CliRunner().invoke(
+        main, ["usage", "--api-url", lago.api_url, "cus_1", *args]
+    )
+
+    assert result.exit_code == 1
+    assert result.stdout == ""
+    assert "returned 401 Unauthorized." in result.stderr
+    assert result.stderr.endswith("Check the API key (--api-key or LAGO_API_KEY).\n")
+
+
+def test_an_unreachable_lago_names_the_setting_to_check(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Nothing listens on port 9; skip the backoff between the retries.
+    monkeypatch.setattr("tenacity.nap.time.sleep", lambda seconds: None)
+    args = ["usage", "--api-url", "http://127.0.0.1:9", "--api-key", KEY]
+
+    result = CliRunner().invoke(main, [*args, "cus_1", "--subscription", "sub_a"])
+
+    assert result.exit_code == 1
+    assert result.stderr.splitlines()[-1].endswith(
+        "Check the URL (--api-url or LAGO_API_URL) and that Lago is up."
+    )
+
+
+@pytest.mark.parametrize(
     ("key", "exit_code"),
     [("sk_copied_with_a_newline_0042\n", 0), ("sk_pasted_with a_space_0042", 1)],
     ids=["newline-dropped", "space-refused"],

@@ -24,6 +24,7 @@ from tokbill._errors import (
     LagoTimeoutError,
     TemplateError,
     TokbillError,
+    UsageError,
 )
 from tokbill._secrets import RedactingFilter
 from tokbill._settings import API_KEY_ENV, API_URL_ENV
@@ -112,9 +113,13 @@ def _error_lines(exc: Exception) -> Sequence[str]:
     """What a person needs to read about ``exc``, without a traceback."""
     if isinstance(exc, TemplateError) and exc.problems:
         return exc.problems
-    if isinstance(exc, AuthenticationError):
+    # A UsageError carries the Lago error that caused it; its hint still fits.
+    cause = exc.__cause__ if isinstance(exc, UsageError) else exc
+    if isinstance(cause, AuthenticationError):
         return [f"{exc} Check the API key (--api-key or {API_KEY_ENV})."]
-    if isinstance(exc, LagoConnectionError) and not isinstance(exc, LagoTimeoutError):
+    if isinstance(cause, LagoConnectionError) and not isinstance(
+        cause, LagoTimeoutError
+    ):
         hint = f"Check the URL (--api-url or {API_URL_ENV}) and that Lago is up."
         return [f"{exc} {hint}"]
     if isinstance(exc, TokbillError):
