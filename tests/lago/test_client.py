@@ -191,6 +191,17 @@ def test_a_timed_out_write_is_not_retried_and_says_it_may_have_applied() -> None
 
 
 @respx.mock
+def test_a_timed_out_read_is_retried_and_claims_nothing_was_applied() -> None:
+    route = respx.get(f"{URL}/plans").mock(side_effect=httpx.ReadTimeout("slow"))
+
+    with pytest.raises(LagoTimeoutError) as caught:
+        make_client(max_retries=1).get("/plans")
+
+    assert route.call_count == 2
+    assert str(caught.value) == ("GET /api/v1/plans timed out after 10s (ReadTimeout).")
+
+
+@respx.mock
 def test_a_401_is_not_retried_and_the_message_does_not_leak_the_key() -> None:
     route = respx.get(f"{URL}/plans").respond(
         401, json={"status": 401, "error": "Unauthorized"}

@@ -104,9 +104,12 @@ class _ClientBase:
     ) -> LagoConnectionError:
         full_path = self._full_path(path)
         if isinstance(exc, httpx.TimeoutException):
+            # Only a write that left can have been applied; a read changes nothing.
+            sent = method != "GET" and not isinstance(exc, httpx.ConnectTimeout)
+            applied = "; Lago may have applied it" if sent else ""
             return LagoTimeoutError(
                 f"{method} {full_path} timed out after {self.timeout_s:g}s "
-                f"({type(exc).__name__}); Lago may have applied it.",
+                f"({type(exc).__name__}){applied}.",
                 method=method,
                 path=full_path,
                 request_sent=not isinstance(exc, httpx.ConnectTimeout),
