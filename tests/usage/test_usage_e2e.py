@@ -54,7 +54,11 @@ EXPECTED = {
 
 
 def apply_gpt4(server: EmulatorServer) -> None:
-    args = ["apply", str(GPT4_TEMPLATE), "--yes", "--api-url", server.api_url]
+    apply_gpt4_to(server.api_url)
+
+
+def apply_gpt4_to(api_url: str) -> None:
+    args = ["apply", str(GPT4_TEMPLATE), "--yes", "--api-url", api_url]
     result = CliRunner().invoke(main, [*args, "--api-key", KEY])
     assert result.exit_code == 0, result.stderr
 
@@ -259,3 +263,31 @@ def test_a_subscription_that_is_not_active_is_a_405_error(
         client.current("cus_e2e", "sub_later")
 
     assert caught.value.status == "pending"
+
+
+def test_without_a_url_the_cli_says_it_uses_the_embedded_emulator(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("LAGO_API_URL", raising=False)
+    monkeypatch.delenv("LAGO_API_KEY", raising=False)
+    with LagoClient("local") as api:
+        apply_gpt4_to(api.api_url)
+        subscription = {
+            "external_customer_id": "cus_local",
+            "plan_code": "gpt4",
+            "external_id": "sub_local",
+        }
+        api.post("/subscriptions", {"subscription": subscription})
+
+    result = CliRunner().invoke(main, ["usage", "cus_local", "--json"])
+
+    assert result.exit_code == 0, result.stderr
+    (notice,) = result.stderr.splitlines()
+    assert notice.startswith("Using the embedded Lago emulator at http://127.0.0.1:")
+    assert notice.endswith("set LAGO_API_URL or --api-url to target a real Lago.")
+    (document,) = json.loads(result.stdout)["subscriptions"]
+    assert (document["subscription_id"], document["total_amount"]) == (
+        "sub_local",
+        "0.00",
+    )
