@@ -127,8 +127,10 @@ class LagoStatusError(LagoError):
         message = f"{method} {path} returned {status_code} {reason}"
         if self.code:
             message += f" (code {self.code})"
-        details = describe_error_details(self.error_details)
-        message += f": {details}." if details else "."
+        details = describe_error_details(self.error_details) or _explanation(
+            self.body.get("error"), reason
+        )
+        message += f": {details.rstrip('.')}." if details else "."
         super().__init__(message, method=method, path=path)
 
 
@@ -237,6 +239,21 @@ def describe_error_details(details: Any) -> str:
         else:
             parts.append(f"{label}: {value}")
     return "; ".join(parts)
+
+
+def _explanation(error: object, reason: str) -> str:
+    """Lago's ``error`` text when it says more than the status's reason.
+
+    A 400 carries its only explanation there ("BadRequest: param is missing
+    or the value is empty or invalid: plan"); other statuses repeat the
+    reason phrase, which the message already has.
+    """
+    if not isinstance(error, str):
+        return ""
+    letters = "".join(c for c in error.lower() if c.isalpha())
+    if letters == "".join(c for c in reason.lower() if c.isalpha()):
+        return ""
+    return error.strip()
 
 
 def _string_or_none(value: object) -> str | None:

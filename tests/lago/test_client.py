@@ -17,7 +17,13 @@ from tokbill import (
     ServerError,
     UnprocessableError,
 )
-from tokbill.lago import AsyncLagoClient, LagoClient, api_path, retry_after_s
+from tokbill.lago import (
+    AsyncLagoClient,
+    LagoClient,
+    api_path,
+    error_from_response,
+    retry_after_s,
+)
 
 URL = "https://lago.test/api/v1"
 KEY = "sk_live_0123456789abcdef"
@@ -96,6 +102,34 @@ def test_a_422_names_the_call_the_status_and_lagos_code() -> None:
         "(code validation_errors): properties: invalid_package_size."
     )
     assert caught.value.error_details == {"properties": ["invalid_package_size"]}
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "message"),
+    [
+        (
+            400,
+            {"status": 400, "error": "BadRequest: param is missing: plan"},
+            "POST /api/v1/plans returned 400 Bad Request: BadRequest: param is "
+            "missing: plan.",
+        ),
+        (
+            404,
+            {"status": 404, "error": "Not Found", "code": "plan_not_found"},
+            "POST /api/v1/plans returned 404 Not Found (code plan_not_found).",
+        ),
+        (502, None, "POST /api/v1/plans returned 502 Bad Gateway."),
+    ],
+    ids=["400-explained", "reason-not-repeated", "no-json-body"],
+)
+def test_lagos_error_text_is_kept_when_it_says_more_than_the_status(
+    status: int, body: dict[str, object] | None, message: str
+) -> None:
+    response = httpx.Response(status, json=body) if body else httpx.Response(status)
+
+    error = error_from_response(response, "POST", "/api/v1/plans")
+
+    assert str(error) == message
 
 
 @respx.mock
