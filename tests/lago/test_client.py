@@ -225,6 +225,22 @@ def test_a_timed_out_write_is_not_retried_and_says_it_may_have_applied() -> None
 
 
 @respx.mock
+@pytest.mark.parametrize(
+    "timeout", [httpx.ConnectTimeout, httpx.PoolTimeout], ids=["connect", "pool"]
+)
+def test_a_write_that_timed_out_before_leaving_is_retried(
+    timeout: type[httpx.TimeoutException],
+) -> None:
+    route = respx.post(f"{URL}/plans").mock(
+        side_effect=[timeout("no connection"), httpx.Response(200, json={})]
+    )
+
+    make_client().post("/plans", {"plan": {}})
+
+    assert route.call_count == 2
+
+
+@respx.mock
 def test_a_timed_out_read_is_retried_and_claims_nothing_was_applied() -> None:
     route = respx.get(f"{URL}/plans").mock(side_effect=httpx.ReadTimeout("slow"))
 

@@ -104,15 +104,17 @@ class _ClientBase:
     ) -> LagoConnectionError:
         full_path = self._full_path(path)
         if isinstance(exc, httpx.TimeoutException):
+            # Waiting for a connection, of its own or from the pool, the
+            # request had not left yet.
+            sent = not isinstance(exc, (httpx.ConnectTimeout, httpx.PoolTimeout))
             # Only a write that left can have been applied; a read changes nothing.
-            sent = method != "GET" and not isinstance(exc, httpx.ConnectTimeout)
-            applied = "; Lago may have applied it" if sent else ""
+            applied = "; Lago may have applied it" if sent and method != "GET" else ""
             return LagoTimeoutError(
                 f"{method} {full_path} timed out after {self.timeout_s:g}s "
                 f"({type(exc).__name__}){applied}.",
                 method=method,
                 path=full_path,
-                request_sent=not isinstance(exc, httpx.ConnectTimeout),
+                request_sent=sent,
             )
         return LagoConnectionError(
             f"{method} {full_path} could not reach Lago at {self.api_url}: {exc}.",
