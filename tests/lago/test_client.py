@@ -275,6 +275,38 @@ def test_connection_errors_name_the_call(caplog: pytest.LogCaptureFixture) -> No
 
 
 @respx.mock
+@pytest.mark.parametrize(
+    ("error", "message"),
+    [
+        (
+            httpx.ConnectError("[Errno 111] Connection refused"),
+            "could not reach Lago at https://lago.test/api/v1: [Errno 111] "
+            "Connection refused.",
+        ),
+        (
+            httpx.RemoteProtocolError("Server disconnected without a response."),
+            "got no answer from Lago at https://lago.test/api/v1: Server "
+            "disconnected without a response.",
+        ),
+        (
+            httpx.ReadError(""),
+            "got no answer from Lago at https://lago.test/api/v1: ReadError.",
+        ),
+    ],
+    ids=["refused", "disconnected", "no-text"],
+)
+def test_a_connection_error_is_one_sentence(
+    error: httpx.TransportError, message: str
+) -> None:
+    respx.get(f"{URL}/plans").mock(side_effect=error)
+
+    with pytest.raises(LagoConnectionError) as caught:
+        make_client(max_retries=0).get("/plans")
+
+    assert str(caught.value) == f"GET /api/v1/plans {message}"
+
+
+@respx.mock
 def test_paginate_follows_next_page() -> None:
     respx.get(f"{URL}/plans", params={"page": "1"}).respond(
         json={"plans": [{"code": "a"}], "meta": {"next_page": 2}}

@@ -116,11 +116,15 @@ class _ClientBase:
                 path=full_path,
                 request_sent=sent,
             )
+        sent = not isinstance(exc, httpx.ConnectError)
+        failed = "got no answer from" if sent else "could not reach"
+        # httpx's text may end in a full stop, or be empty.
+        detail = str(exc).rstrip(".") or type(exc).__name__
         return LagoConnectionError(
-            f"{method} {full_path} could not reach Lago at {self.api_url}: {exc}.",
+            f"{method} {full_path} {failed} Lago at {self.api_url}: {detail}.",
             method=method,
             path=full_path,
-            request_sent=not isinstance(exc, httpx.ConnectError),
+            request_sent=sent,
         )
 
     def _result(self, response: httpx.Response, method: str, path: str) -> JSON:
