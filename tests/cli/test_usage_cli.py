@@ -12,9 +12,11 @@ import pytest
 from click.testing import CliRunner, Result
 
 from tests.emulator.lago import (
+    api_client,
     charge,
     create_metric,
     create_plan,
+    event,
     package,
     price,
     send,
@@ -102,6 +104,35 @@ def test_without_a_subscription_every_active_one_is_shown(lago: EmulatorServer) 
         line.split() for line in result.stdout.splitlines() if line.startswith("total")
     ]
     assert sorted(totals) == [["total", "3,500", "0.15"], ["total", "4,001", "0.60"]]
+
+
+def test_a_charge_without_filters_is_not_shown_as_a_default_bucket() -> None:
+    with running_emulator() as server, api_client(server) as api:
+        tokens_metric = create_metric(api, filters=[MODELS, TYPES])
+        calls_metric = create_metric(api, code="api_calls", filters=[])
+        gpt4_input = price({"model": ["gpt-4"], "type": ["input"]}, package("1", 1))
+        charges = [
+            charge(tokens_metric, package("0", 1000), [gpt4_input]),
+            charge(calls_metric, package("0.50", 1)),
+        ]
+        create_plan(api, charges, code="mixed")
+        subscribe(api, "mixed", "sub_m", customer="cus_m")
+        send(
+            api,
+            [
+                tokens("gpt-4", "input", 2, subscription="sub_m"),
+                tokens("gpt-4-32k", "output", 7, subscription="sub_m"),
+                event({"tokens": 3}, subscription="sub_m", code="api_calls"),
+            ],
+        )
+
+        result = run(server, "cus_m", "--subscription", "sub_m")
+
+    assert result.exit_code == 0, result.stderr
+    rows = [line.split() for line in result.stdout.splitlines()]
+    assert ["llm_tokens", "gpt-4", "input", "2", "2.00"] in rows
+    assert ["llm_tokens", "(other)", "7", "0.00"] in rows
+    assert ["api_calls", "3", "1.50"] in rows
 
 
 def test_json_is_one_document_with_decimal_strings(lago: EmulatorServer) -> None:

@@ -192,6 +192,9 @@ def _render_one(u: Usage, plan_code: str | None) -> str:
 
 def _table(u: Usage) -> str:
     keys = sorted({key for line in u.lines for key in (line.filters or {})})
+    # A line without filters is a default bucket only if its charge has
+    # filters; a charge without any is priced as a whole.
+    filtered = {line.charge_code for line in u.lines if line.filters}
     blanks = [""] * len(keys)
     totals = [["total", *blanks, _tokens(u.units), str(u.amount)]]
     if u.taxes_amount:
@@ -199,13 +202,13 @@ def _table(u: Usage) -> str:
         totals.append(["total with taxes", *blanks, "", str(u.total_amount)])
     return _columns(
         ["metric", *keys, "tokens", "amount"],
-        [_row(line, keys) for line in u.lines],
+        [_row(line, keys, line.charge_code in filtered) for line in u.lines],
         totals,
     )
 
 
-def _row(line: UsageLine, keys: Sequence[str]) -> list[str]:
-    if line.filters is None and keys:
+def _row(line: UsageLine, keys: Sequence[str], has_filters: bool) -> list[str]:
+    if line.filters is None and has_filters:
         labels = [_DEFAULT_BUCKET] + [""] * (len(keys) - 1)
     else:
         labels = [line.value(key) or "" for key in keys]
