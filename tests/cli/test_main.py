@@ -8,6 +8,7 @@ component happens to raise.
 from __future__ import annotations
 
 import logging
+import os
 import subprocess
 import sys
 from collections.abc import Callable
@@ -188,6 +189,24 @@ def test_debug_prints_the_traceback_of_a_real_process(tmp_path: Path) -> None:
     assert quiet.stderr.startswith("Error: missing.yaml")
     assert "Traceback (most recent call last)" in loud.stderr
     assert "TemplateError" in loud.stderr
+
+
+def test_a_reader_that_goes_away_ends_the_command_quietly() -> None:
+    template = Path(__file__).parents[2] / "templates" / "gpt4.yaml"
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # Every write to stdout now fails with EPIPE.
+    code = "from tokbill.cli import main; main()"
+    command = [sys.executable, "-c", code, "validate", str(template)]
+
+    try:
+        done = subprocess.run(
+            command, stdout=write_end, stderr=subprocess.PIPE, text=True
+        )
+    finally:
+        os.close(write_end)
+
+    assert done.returncode == 1
+    assert done.stderr == ""
 
 
 @pytest.mark.parametrize(

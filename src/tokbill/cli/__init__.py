@@ -94,6 +94,12 @@ class _TokbillGroup(click.Group):
             raise
         except (click.ClickException, click.exceptions.Exit, click.Abort):
             raise
+        except BrokenPipeError:
+            # The reader of stdout went away (`usage --watch | head`): nobody
+            # is left to read an error, so end quietly, but not with 0, since
+            # the output was cut short.
+            _discard_stdout()
+            ctx.exit(EXIT_ERROR)
         except Exception as exc:
             if ctx.meta.get(_DEBUG):
                 raise
@@ -107,6 +113,15 @@ def _exit_with_1(exc: click.UsageError) -> None:
     # click types exit_code as a class constant, but its main() exits with
     # the instance's value, so one error can carry its own.
     exc.exit_code = EXIT_ERROR  # type: ignore[misc]
+
+
+def _discard_stdout() -> None:
+    """Point stdout at /dev/null, so flushing it at exit raises nothing more."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 1)
+    finally:
+        os.close(devnull)
 
 
 def _error_lines(exc: Exception) -> Sequence[str]:
