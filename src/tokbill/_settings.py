@@ -53,6 +53,14 @@ def resolve_api_url(api_url: str, *, db_path: Path | None = None) -> str:
 
         return embedded_url(db_path or EMBEDDED_DB_PATH)
     parts = urlsplit(api_url)
+    if "@" in parts.netloc or "@" in api_url.split("/", 1)[0]:
+        # URLs are shown in errors and logs, so credentials in one would leak;
+        # Lago reads nothing from them anyway.
+        raise ConfigurationError(
+            "The Lago API URL carries a user name or password before '@'; Lago "
+            f"authenticates with the API key alone (--api-key or {API_KEY_ENV}), "
+            "so remove them from the URL."
+        )
     if parts.scheme not in ("http", "https") or not parts.netloc:
         raise ConfigurationError(
             f"The Lago API URL {api_url!r} is not an http(s) URL; expected e.g. "

@@ -34,6 +34,17 @@ def test_a_url_that_is_not_http_is_a_configuration_error(given: str) -> None:
         resolve_api_url(given)
 
 
+@pytest.mark.parametrize(
+    "given",
+    ["http://user:s3cret@lago:3000", "https://s3cret@lago/api/v1", "user:s3cret@lago"],
+)
+def test_credentials_in_the_url_are_refused_without_showing_them(given: str) -> None:
+    with pytest.raises(ConfigurationError, match="user name or password") as raised:
+        resolve_api_url(given)
+
+    assert "s3cret" not in str(raised.value)
+
+
 def test_the_library_never_falls_back_silently_when_the_env_is_empty() -> None:
     with pytest.raises(ConfigurationError, match="LAGO_API_URL is not set"):
         url_from_env()
