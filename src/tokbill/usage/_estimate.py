@@ -12,8 +12,10 @@ more, while 600 pending ones start a fourth package.
 What the estimate cannot see: events Lago acknowledged after the confirmed
 figure was fetched (they are in neither part until the next refresh, up to
 ``ttl_s`` plus Lago's own lag of a few seconds), and taxes on the pending
-part. Prices come from the templates, so they are only right if the
-templates are applied.
+part. The opposite error is possible too, for a moment: a batch Lago has
+applied whose answer has not reached the meter yet is in both parts, since
+nothing in Lago's usage answer says which events it counted. Prices come from
+the templates, so they are only right if the templates are applied.
 """
 
 from __future__ import annotations
