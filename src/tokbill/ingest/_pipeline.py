@@ -35,6 +35,7 @@ from tokbill.ingest._logs import LogLimiter
 from tokbill.ingest._options import MeterOptions
 from tokbill.ingest._records import EVENT_KEYS_BYTES, keepable, split_record
 from tokbill.ingest._report import DropReason, MeterStats
+from tokbill.ingest._segments import events_in
 from tokbill.ingest._spool import Item, Spool, SpoolFullError
 
 __all__ = ["Item", "Pipeline"]
@@ -248,7 +249,7 @@ class Pipeline:
         self._resolve_on_disk(items)
         with self._lock:
             self._land(items)
-            self._acked += _events(items)
+            self._acked += events_in(items)
             self._notify_progress()
 
     def quarantined(self, items: Sequence[Item]) -> None:
@@ -256,7 +257,7 @@ class Pipeline:
         self._resolve_on_disk(items)
         with self._lock:
             self._land(items)
-            self._quarantined += _events(items)
+            self._quarantined += events_in(items)
             self._notify_progress()
 
     def requeue(self, items: Sequence[Item]) -> None:
@@ -266,7 +267,7 @@ class Pipeline:
             if not self._queued:
                 self._queue_since = _monotonic()
             self._queue.extend(items)
-            self._queued += _events(items)
+            self._queued += events_in(items)
             self._work.notify()
 
     def abandon(self, items: Sequence[Item]) -> None:
@@ -275,14 +276,14 @@ class Pipeline:
             with self._lock:
                 self._land(items)
                 self._queue.extendleft(reversed(items))
-                self._queued += _events(items)
+                self._queued += events_in(items)
             return
         # Reported first, so that once the events count as dropped on_drop
         # has returned (see Sender._quarantine).
         self._report_shutdown_drop(items)
         with self._lock:
             self._land(items)
-            self._dropped[DropReason.SHUTDOWN] += _events(items)
+            self._dropped[DropReason.SHUTDOWN] += events_in(items)
             self._notify_progress()
 
     def count_retry(self, events: int) -> None:
@@ -325,7 +326,7 @@ class Pipeline:
                 if not self._queued and found:
                     self._queue_since = _monotonic()
                 self._queue.extend(found)
-                events = _events(found)
+                events = events_in(found)
                 self._queued += events
                 self._disk_only -= events
                 if self._spilling and spool.end_spill_if_caught_up():
@@ -434,7 +435,7 @@ class Pipeline:
         in_flight = self._in_flight
         for item in items:
             in_flight[id(item)] = item
-        self._flying += _events(items)
+        self._flying += events_in(items)
 
     def _land(self, items: Sequence[Item]) -> None:
         in_flight = self._in_flight
@@ -459,10 +460,6 @@ class Pipeline:
     def _report_shutdown_drop(self, items: Sequence[Item]) -> None:
         logger.error(
             "Dropped %d unsent event(s) at close: no spool_dir was configured.",
-            _events(items),
+            events_in(items),
         )
         self._hooks.dropped(self.records_of(items), DropReason.SHUTDOWN)
-
-
-def _events(items: Sequence[Item]) -> int:
-    return sum(item[3] for item in items)

@@ -20,7 +20,7 @@ import logging
 import mmap
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Final
 
@@ -32,6 +32,7 @@ __all__ = [
     "Prefaulter",
     "Segment",
     "close_quietly",
+    "events_in",
     "load_segment",
     "open_segment",
     "seal",
@@ -54,6 +55,11 @@ Item = tuple[bytes | int, "Segment | None", int, int, int]
 """One queued record (see ``_records``): its JSON, or the offset of its frame
 in the segment when only the spool holds it; the segment and index that
 hold it on disk (``None, 0`` without a spool); its event count; its size."""
+
+
+def events_in(items: Iterable[Item]) -> int:
+    """The events the ``items`` hold together (an item is one call's record)."""
+    return sum(item[3] for item in items)
 
 
 class Lane:

@@ -44,6 +44,7 @@ from tokbill.ingest._pipeline import Item, Pipeline
 from tokbill.ingest._records import events_of
 from tokbill.ingest._report import RateLimitInfo
 from tokbill.ingest._retry import DeliveryRetry, Stopped, rate_limit_wait_s
+from tokbill.ingest._segments import events_in
 from tokbill.lago import error_from_response, retry_after_s
 
 __all__ = ["EVENTS_BATCH_PATH", "Sender"]
@@ -202,7 +203,7 @@ class Sender:
         return items
 
     def _triage(self, items: list[Item], error: LagoStatusError) -> Work:
-        per_index = _per_index(error.error_details, sum(item[3] for item in items))
+        per_index = _per_index(error.error_details, events_in(items))
         if per_index is None:
             return self._split_or_quarantine(items, error)
         duplicates: list[Item] = []
@@ -319,7 +320,7 @@ class Sender:
             "budget",
             "Gave up retrying a batch of %d event(s) for now (%s); it goes to "
             "the back of the queue.",
-            sum(item[3] for item in items),
+            events_in(items),
             exc,
         )
         self._pipeline.requeue(items)

@@ -58,6 +58,7 @@ from tokbill.ingest._segments import (
     Prefaulter,
     Segment,
     close_quietly,
+    events_in,
     load_segment,
     open_segment,
     seal,
@@ -302,7 +303,7 @@ class Spool:
             start = cursor.offset
             read = read_from(cursor, end, limit - events)
             found.extend(read)
-            events += sum(item[3] for item in read)
+            events += events_in(read)
             with self._lock:
                 if self._is_exhausted(cursor):
                     self._backlog.popleft()
