@@ -60,6 +60,8 @@ _DUPLICATE: Final = {"transaction_id": ["value_already_exist"]}
 _UNEXPECTED_PAUSE_S: Final = 1.0
 
 Work = list[list[Item]]
+"""The batches one delivery still has to resolve, used as a stack: the halves
+of a split batch and the rest of a triaged one are pushed and sent next."""
 
 
 class Sender:
@@ -82,7 +84,7 @@ class Sender:
         self._limiter = limiter
         self._stop_event = stop_event
         self._retry = DeliveryRetry(options, pipeline, stop_event, self._on_retry)
-        self._batch_size = 0
+        self._sending_events = 0
 
     def run(self) -> None:
         """Take and deliver batches until the meter stops."""
@@ -122,7 +124,7 @@ class Sender:
         records = self._pipeline.records_of(items)
         events = [event for record in records for event in events_of(record)]
         body = orjson.dumps({"events": events})
-        self._batch_size = len(events)
+        self._sending_events = len(events)
         response = self._retry.call(lambda: self._post(body))
         return self._handle(items, response)
 
@@ -326,7 +328,7 @@ class Sender:
         self._pipeline.requeue(items)
 
     def _on_retry(self, exc: BaseException, delay_s: float) -> None:
-        self._pipeline.count_retry(self._batch_size)
+        self._pipeline.count_retry(self._sending_events)
         kind = getattr(exc, "status_code", type(exc).__name__)
         self._limiter.log(
             logging.WARNING, f"retry-{kind}", "%s Retrying in %.2fs.", exc, delay_s
