@@ -249,31 +249,8 @@ class Spool:
     def maintain(self) -> None:
         """Seal full segments, prepare the next one, and fault pages in
         ahead of the writer; on the dispatcher's thread only."""
-        with self._lock:
-            full, self._full = self._full, []
-            # Detached under the lock, so that readers see a map or none.
-            detached = [(segment, segment.map) for segment in full]
-            for segment in full:
-                segment.map = None
-        for segment, memory in detached:
-            # Nothing writes to a full segment any more, so the slow unmap
-            # and truncation run outside the lock.
-            freed = seal(segment, memory)
-            with self._lock:
-                segment.sealed = True
-                self._bytes -= freed
-                self._delete_if_finished(segment)
-        with self._lock:
-            head = self._head
-            if head is None:
-                return
-            if self._spare is None and head.size * 2 >= head.capacity:
-                self._spare = self._spare_or_none()
-            spare = self._spare
-        for ahead in (head, spare):
-            if ahead is not None:
-                self._prefaulter.populate(ahead, ahead.size + _PREFAULT_AHEAD)
-        head.wake_at = self._next_wake(head, spare is not None)
+        self._seal_full()
+        self._keep_ahead_of_writer()
 
     def adopt_orphans(self) -> int:
         """Take over lanes of dead processes; return how many events await."""
@@ -363,12 +340,10 @@ class Spool:
         with self._lock:
             self._backlog.clear()
             self._spill = None
-            for lane in [*self._adopted, *([self._lane] if self._lane else [])]:
+            for lane in self._lanes():
                 for segment in list(lane.segments.values()):
                     memory, segment.map = segment.map, None
-                    self._bytes -= seal(segment, memory)
-                    segment.sealed = True
-                    self._delete_if_finished(segment)
+                    self._mark_sealed(segment, seal(segment, memory))
                 self._release(lane, remove=not lane.segments)
             self._adopted.clear()
             self._lane = None
@@ -378,7 +353,7 @@ class Spool:
 
     def forget(self) -> None:
         """In a forked child: drop the parent's files without touching them."""
-        for lane in [*self._adopted, *([self._lane] if self._lane else [])]:
+        for lane in self._lanes():
             for segment in lane.segments.values():
                 if segment.map is not None:
                     segment.map.close()
@@ -393,6 +368,9 @@ class Spool:
         self._backlog.clear()
         self._lock = threading.Lock()
         self._bytes = 0
+
+    def _lanes(self) -> list[Lane]:
+        return [*self._adopted, *([self._lane] if self._lane else [])]
 
     def _pread(self, segment: Segment, start: int, size: int) -> bytes:
         # The segment outlives every unresolved record in it, and its
@@ -444,6 +422,33 @@ class Spool:
         self._lane.segments[segment.number] = segment
         return segment
 
+    def _seal_full(self) -> None:
+        with self._lock:
+            full, self._full = self._full, []
+            # Detached under the lock, so that readers see a map or none.
+            detached = [(segment, segment.map) for segment in full]
+            for segment in full:
+                segment.map = None
+        for segment, memory in detached:
+            # Nothing writes to a full segment any more, so the slow unmap
+            # and truncation run outside the lock.
+            freed = seal(segment, memory)
+            with self._lock:
+                self._mark_sealed(segment, freed)
+
+    def _keep_ahead_of_writer(self) -> None:
+        with self._lock:
+            head = self._head
+            if head is None:
+                return
+            if self._spare is None and head.size * 2 >= head.capacity:
+                self._spare = self._spare_or_none()
+            spare = self._spare
+        for ahead in (head, spare):
+            if ahead is not None:
+                self._prefaulter.populate(ahead, ahead.size + _PREFAULT_AHEAD)
+        head.wake_at = self._next_wake(head, spare is not None)
+
     def _spare_or_none(self) -> Segment | None:
         try:
             return self._new_segment(0)
@@ -475,6 +480,11 @@ class Spool:
         segment.resolved += len(indices)
         if not self._closed:
             self._delete_if_finished(segment)
+
+    def _mark_sealed(self, segment: Segment, freed: int) -> None:
+        segment.sealed = True
+        self._bytes -= freed
+        self._delete_if_finished(segment)
 
     def _delete_if_finished(self, segment: Segment) -> None:
         if not segment.sealed or segment.unresolved > 0:
