@@ -48,7 +48,7 @@ class _Tally:
     recorded_lines: int = 0
     bad_lines: list[tuple[int, str]] = field(default_factory=list)
     stopped: str | None = None
-    """Why sending was suspended (401, 403 or 404), if it was."""
+    """Why sending was suspended (Lago refused the key, URL or proxy), if it was."""
 
 
 @click.command(
@@ -129,7 +129,7 @@ def send(
     else:
         click.echo(_summary(tally, report))
     if tally.stopped:
-        click.echo(f"Error: {_stopped(tally, spool_dir)}", err=True)
+        click.echo(f"Error: {_stopped_message(tally, spool_dir)}", err=True)
     delivered = report.complete and not (report.dropped or report.quarantined)
     ok = delivered and not tally.bad_lines
     click.get_current_context().exit(EXIT_OK if ok else EXIT_ERROR)
@@ -192,8 +192,9 @@ def _read_all(
 def _wait_for_lago(meter: TokenMeter, deadline: float) -> str | None:
     """Flush until ``deadline`` (monotonic); the reason if sending stopped.
 
-    A 401, 403 or 404 does not heal while we wait, so the wait ends as soon
-    as the meter reports one instead of running out the whole timeout.
+    A refused key, URL or proxy (401, 403, 404, a redirect, ...) does not
+    heal while we wait, so the wait ends as soon as the meter reports one
+    instead of running out the whole timeout.
     """
     while True:
         remaining_s = deadline - time.monotonic()
@@ -203,7 +204,7 @@ def _wait_for_lago(meter: TokenMeter, deadline: float) -> str | None:
             return blocked
 
 
-def _stopped(tally: _Tally, spool_dir: str | None) -> str:
+def _stopped_message(tally: _Tally, spool_dir: str | None) -> str:
     kept = (
         f"The undelivered events stay in {spool_dir}; the next send with "
         "--spool-dir on it delivers them."
