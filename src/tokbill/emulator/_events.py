@@ -49,6 +49,8 @@ _COLUMNS = (
     "precise_total_amount_cents",
     "created_at",
 )
+_TRANSACTION_ID = _COLUMNS.index("transaction_id")
+_SUBSCRIPTION_ID = _COLUMNS.index("external_subscription_id")
 
 
 def parse_timestamp(value: Any, now_s: float) -> Decimal | None:
@@ -224,25 +226,32 @@ def _duplicate_indices(db: Database, rows: Sequence[tuple[Any, ...]]) -> list[in
     inserted: set[str] = set()
     taken: set[tuple[str, str]] = set()
     for row in rows:
-        key = (row[2], row[1])
+        key = _unique_key(row)
+        subscription_id, transaction_id = key
         # NULL subscription ids never collide, as in Lago's unique index.
-        if row[2] is None or not (key in stored or key in taken):
-            inserted.add(row[1])
-        if row[2] is not None:
+        if subscription_id is None or not (key in stored or key in taken):
+            inserted.add(transaction_id)
+        if subscription_id is not None:
             taken.add(key)
     indices = []
     for index, row in enumerate(rows):
-        if row[1] in inserted:
-            inserted.discard(row[1])
+        transaction_id = row[_TRANSACTION_ID]
+        if transaction_id in inserted:
+            inserted.discard(transaction_id)
         else:
             indices.append(index)
     return indices
 
 
+def _unique_key(row: tuple[Any, ...]) -> tuple[Any, Any]:
+    """The (subscription, transaction id) pair Lago's unique index covers."""
+    return row[_SUBSCRIPTION_ID], row[_TRANSACTION_ID]
+
+
 def _stored_duplicates(
     db: Database, rows: Sequence[tuple[Any, ...]]
 ) -> set[tuple[str, str]]:
-    keys = {(row[2], row[1]) for row in rows if row[2] is not None}
+    keys = {key for key in map(_unique_key, rows) if key[0] is not None}
     if not keys:
         return set()
     marks = ", ".join("?" for _ in keys)
