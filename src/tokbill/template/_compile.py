@@ -48,7 +48,13 @@ class _FileParts:
 
 
 class Compiler:
-    """Collects documents from several files into one set of specs."""
+    """Collects documents from several files into one set of specs.
+
+    Call :meth:`add` once per file, then :meth:`compile` once. Nothing here
+    raises for a template problem: each one is recorded in ``report``, and the
+    faulty metric, or the whole plan holding the fault, is left out of the
+    specs, so one run shows every problem of every file.
+    """
 
     def __init__(self, report: Report) -> None:
         self.report = report
@@ -60,7 +66,6 @@ class Compiler:
 
     def add(self, where: SourceDocument) -> None:
         """Validate the shape of one parsed file and keep its parts."""
-        parts = _FileParts(where)
         if not isinstance(where.data, dict):
             message = (
                 f"the template is {kind_of(where.data)}; expected a mapping with "
@@ -68,6 +73,7 @@ class Compiler:
             )
             self.report.error(where, (), message)
             return
+        parts = _FileParts(where)
         lists = ("billable_metrics", "plans")
         _, items = validate_split(
             TemplateDocument, where.data, lists, where, (), self.report
