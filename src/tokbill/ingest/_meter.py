@@ -365,17 +365,20 @@ class MeterBase:
             input_tokens = check_tokens("input_tokens", input_tokens)
         if type(output_tokens) is not int or output_tokens < 0:
             output_tokens = check_tokens("output_tokens", output_tokens)
-        if cache_read or cache_write or type(cache_read) is not int:
+        no_cache = (
+            type(cache_read) is int
+            and type(cache_write) is int
+            and not (cache_read or cache_write)
+        )
+        if not no_cache:
             pairs = self._cache_pairs(
                 input_tokens,
                 output_tokens,
                 check_tokens("cache_read_tokens", cache_read),
                 check_tokens("cache_write_tokens", cache_write),
             )
-        elif type(cache_write) is not int:
-            check_tokens("cache_write_tokens", cache_write)
-            pairs = [("input", input_tokens), ("output", output_tokens)]
         elif input_tokens and output_tokens:
+            # The usual call: nothing to leave out, so no filtering pass.
             return [("input", input_tokens), ("output", output_tokens)]
         else:
             pairs = [("input", input_tokens), ("output", output_tokens)]
