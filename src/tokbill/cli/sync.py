@@ -276,6 +276,8 @@ def _confirm(result: Plan, api_url: str) -> None:
 
 
 def _stdin_is_tty() -> bool:
+    # Its own function so that tests can answer yes: CliRunner's stdin is
+    # never a terminal, and the prompt itself is what they check.
     return sys.stdin.isatty()
 
 
