@@ -267,6 +267,22 @@ def test_from_env_reads_the_connection(
     assert "spool" in repr(meter)
 
 
+def test_from_env_takes_a_url_or_key_given_as_none_from_the_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("LAGO_API_URL", "http://lago.test/")
+    monkeypatch.setenv("LAGO_API_KEY", "env-key-0000111122223333")
+    monkeypatch.delenv("TOKBILL_SPOOL_DIR", raising=False)
+
+    meter = TokenMeter.from_env(api_url=None, api_key=None, options=FAST)
+
+    with fake_lago() as lago:
+        meter.record(subscription_id="s", model="m", input_tokens=1, output_tokens=0)
+        meter.close(timeout_s=5)
+    assert meter.api_url == "http://lago.test/api/v1"
+    assert lago.headers[0]["authorization"] == "Bearer env-key-0000111122223333"
+
+
 def test_the_meters_are_exported_at_the_top() -> None:
     assert tokbill.TokenMeter is TokenMeter
     assert tokbill.AsyncTokenMeter is AsyncTokenMeter

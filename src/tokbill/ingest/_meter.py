@@ -113,11 +113,17 @@ class MeterBase:
         """A meter configured by ``LAGO_API_URL``, ``LAGO_API_KEY`` and
         ``TOKBILL_SPOOL_DIR``; keyword arguments override them.
 
+        An ``api_url`` or ``api_key`` passed as None or empty counts as not
+        given; ``spool_dir=None`` turns the spool off whatever the
+        environment says.
+
         Raises:
             ConfigurationError: ``LAGO_API_URL`` is unset and no api_url given.
         """
-        kwargs.setdefault("api_url", kwargs.get("api_url") or url_from_env())
-        kwargs.setdefault("api_key", key_from_env())
+        if not kwargs.get("api_url"):
+            kwargs["api_url"] = url_from_env()
+        if not kwargs.get("api_key"):
+            kwargs["api_key"] = key_from_env()
         if os.environ.get(SPOOL_DIR_ENV):
             kwargs.setdefault("spool_dir", os.environ[SPOOL_DIR_ENV])
         return cls(**kwargs)
