@@ -136,6 +136,14 @@ def test_progress_goes_to_stderr(lago: EmulatorServer) -> None:
     assert "lines read" not in result.stdout
 
 
+def test_progress_ends_on_what_lago_acknowledged(lago: EmulatorServer) -> None:
+    result = run(lago, "-", "--progress", stdin=line(1))
+
+    last = result.stderr.splitlines()[-1].split("\r")[-1]
+    assert result.exit_code == 0
+    assert last == "1 line read, 2 events recorded, 2 acked, 0 bad lines"
+
+
 def test_a_line_that_is_not_utf8_is_skipped_and_the_rest_sent(
     lago: EmulatorServer, tmp_path: Path
 ) -> None:

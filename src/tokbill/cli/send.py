@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import IO, Any, Final
@@ -114,11 +115,17 @@ def send(
         raise click.UsageError("Give --template or --metric, not both.")
     meter = _open_meter(template, metric_code, spool_dir, api_url, api_key)
     show = progress if progress is not None else sys.stderr.isatty()
+    tally = _Tally()
+    # The progress line moves while lines are read and while Lago acks.
+    on_poll = (lambda: _show_progress(tally, meter)) if show else None
     with meter:
-        tally = _read_all(source, meter, timeout_s, show)
+        _read_all(source, meter, timeout_s, tally, on_poll)
         deadline = time.monotonic() + timeout_s
         if tally.stopped is None:
-            tally.stopped = _wait_for_lago(meter, deadline)
+            tally.stopped = _wait_for_lago(meter, deadline, on_poll)
+        if on_poll is not None:
+            on_poll()
+            click.echo(err=True)
         # Once Lago refused the key or URL, waiting cannot help; a short close
         # still lets the senders stop and count what they drop.
         close_s = _POLL_S if tally.stopped else max(0.0, deadline - time.monotonic())
@@ -167,38 +174,46 @@ def _open_meter(
 
 
 def _read_all(
-    source: IO[bytes], meter: TokenMeter, timeout_s: float, show: bool
-) -> _Tally:
-    """Record every good line; stop early only if Lago refuses the key or URL."""
-    tally = _Tally()
+    source: IO[bytes],
+    meter: TokenMeter,
+    timeout_s: float,
+    tally: _Tally,
+    on_poll: Callable[[], None] | None,
+) -> None:
+    """Record every good line; stop early only if Lago refuses the key or URL.
+
+    ``on_poll``, when given, shows progress every so often.
+    """
     next_progress = 0.0
     for number, line in enumerate(source, start=1):
         tally.lines = number
         if line.strip():
             _record_line(meter, number, line, tally)
         if number % _DRAIN_EVERY == 0:
-            tally.stopped = _wait_for_lago(meter, time.monotonic() + timeout_s)
+            deadline = time.monotonic() + timeout_s
+            tally.stopped = _wait_for_lago(meter, deadline, on_poll)
             if tally.stopped:
                 break
-        if show and time.monotonic() >= next_progress:
-            _show_progress(tally, meter)
+        if on_poll is not None and time.monotonic() >= next_progress:
+            on_poll()
             next_progress = time.monotonic() + _PROGRESS_EVERY_S
-    if show:
-        _show_progress(tally, meter)
-        click.echo(err=True)
-    return tally
 
 
-def _wait_for_lago(meter: TokenMeter, deadline: float) -> str | None:
+def _wait_for_lago(
+    meter: TokenMeter, deadline: float, on_poll: Callable[[], None] | None = None
+) -> str | None:
     """Flush until ``deadline`` (monotonic); the reason if sending stopped.
 
     A refused key, URL or proxy (401, 403, 404, a redirect, ...) does not
     heal while we wait, so the wait ends as soon as the meter reports one
-    instead of running out the whole timeout.
+    instead of running out the whole timeout. ``on_poll`` runs after each
+    short flush.
     """
     while True:
         remaining_s = deadline - time.monotonic()
         report = meter.flush(timeout_s=max(0.0, min(_POLL_S, remaining_s)))
+        if on_poll is not None:
+            on_poll()
         blocked = meter.stats().blocked
         if report.complete or blocked or remaining_s <= 0:
             return blocked
@@ -285,11 +300,16 @@ def _iso_time(text: str) -> float | datetime:
 def _show_progress(tally: _Tally, meter: TokenMeter) -> None:
     stats = meter.stats()
     click.echo(
-        f"\r{tally.lines:,} lines read, {stats.recorded:,} events recorded, "
-        f"{stats.acked:,} acked, {len(tally.bad_lines):,} bad lines",
+        f"\r{_count(tally.lines, 'line')} read, "
+        f"{_count(stats.recorded, 'event')} recorded, {stats.acked:,} acked, "
+        f"{_count(len(tally.bad_lines), 'bad line')}",
         err=True,
         nl=False,
     )
+
+
+def _count(number: int, noun: str) -> str:
+    return f"{number:,} {noun}" + ("" if number == 1 else "s")
 
 
 def _report_bad_lines(tally: _Tally, source_name: str) -> None:
