@@ -6,12 +6,15 @@ import threading
 
 import click
 
-from tokbill.cli._common import EXIT_OK, ON_ERROR, exit_codes_help
+from tokbill.cli._common import EXIT_ERROR, EXIT_OK, exit_codes_help
 from tokbill.emulator import EmulatorServer, Faults
 
 
 @click.command(
-    epilog=exit_codes_help((EXIT_OK, "stopped by Ctrl-C"), ON_ERROR),
+    epilog=exit_codes_help(
+        (EXIT_OK, "stopped by Ctrl-C"),
+        (EXIT_ERROR, "error (a bad option, or the address cannot be bound)"),
+    ),
 )
 @click.option(
     "--host", default="127.0.0.1", show_default=True, help="Interface to bind."

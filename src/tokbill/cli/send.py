@@ -83,7 +83,7 @@ class _Tally:
     show_default=True,
     metavar="SECONDS",
     help="How long to wait for Lago once the input is read. A refused key "
-    "or URL (401, 403, 404, a redirect) stops the wait at once.",
+    "or URL (a redirect, 401, 403, 404, 405, 407) stops the wait at once.",
 )
 @click.option(
     "--progress/--no-progress",

@@ -53,7 +53,8 @@ _DEFAULT_BUCKET = "(other)"
     "watch_s",
     type=click.FloatRange(min=0, min_open=True),
     metavar="SECONDS",
-    help="Refresh every SECONDS until Ctrl-C (in place on a terminal).",
+    help="Refresh every SECONDS until Ctrl-C (in place on a terminal); not with "
+    "--json.",
 )
 @click.option(
     "--count",
