@@ -174,3 +174,53 @@ def test_a_usage_only_event_needs_an_explicit_model(make_meter: MakeMeter) -> No
         meter.flush(timeout_s=5)
 
     assert lago.sent[0]["properties"]["tokens"] == 15
+
+
+@pytest.mark.parametrize(
+    ("answered", "priced", "recorded"),
+    [
+        ("gpt-4-0613", {"gpt-4", "gpt-4-32k"}, "gpt-4"),
+        ("gpt-4-32k-0613", {"gpt-4", "gpt-4-32k"}, "gpt-4-32k"),
+        ("gpt-4o-2024-08-06", {"gpt-4o"}, "gpt-4o"),
+        ("gpt-4-0613", {"gpt-4", "gpt-4-0613"}, "gpt-4-0613"),
+        ("gpt-4-turbo-2024-04-09", {"gpt-4"}, "gpt-4-turbo-2024-04-09"),
+        ("gpt-4-0613-preview", {"gpt-4"}, "gpt-4-0613-preview"),
+    ],
+    ids=["dated", "dated-32k", "iso-date", "snapshot-priced", "other-model", "tail"],
+)
+def test_a_dated_snapshot_is_recorded_as_the_model_the_template_prices(
+    make_meter: MakeMeter, answered: str, priced: set[str], recorded: str
+) -> None:
+    meter = make_meter(known_models=priced)
+    response = {
+        "id": "chatcmpl-1",
+        "model": answered,
+        "usage": {"prompt_tokens": 7, "completion_tokens": 0},
+    }
+
+    with fake_lago() as lago:
+        meter.record_openai(response, subscription_id="sub_1")
+        meter.flush(timeout_s=5)
+
+    assert [e["properties"]["model"] for e in lago.sent] == [recorded]
+
+
+def test_an_anthropic_snapshot_is_undated_and_an_explicit_model_wins(
+    make_meter: MakeMeter,
+) -> None:
+    meter = make_meter(known_models={"claude-sonnet-4", "claude-opus-4"})
+    message = {
+        "id": "msg_1",
+        "model": "claude-sonnet-4-20250514",
+        "usage": {"input_tokens": 5, "output_tokens": 0},
+    }
+
+    with fake_lago() as lago:
+        meter.record_anthropic(message, subscription_id="s", request_id="a")
+        meter.record_anthropic(
+            message, subscription_id="s", request_id="b", model="claude-opus-4"
+        )
+        meter.flush(timeout_s=5)
+
+    models = {e["transaction_id"]: e["properties"]["model"] for e in lago.sent}
+    assert models == {"a:input": "claude-sonnet-4", "b:input": "claude-opus-4"}

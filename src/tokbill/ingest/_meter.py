@@ -36,7 +36,12 @@ from tokbill.ingest._options import DEFAULT_METRIC_CODE, MeterOptions
 from tokbill.ingest._records import CallEncoder, events_of
 from tokbill.ingest._report import FlushReport, MeterStats
 from tokbill.ingest._runtime import Connection, Runtime
-from tokbill.ingest._usage import Usage, anthropic_usage, openai_usage
+from tokbill.ingest._usage import (
+    Usage,
+    anthropic_usage,
+    model_alias,
+    openai_usage,
+)
 
 __all__ = ["MeterBase", "TokenMeter"]
 
@@ -243,7 +248,8 @@ class MeterBase:
     ) -> None:
         """Record an OpenAI chat completion, Responses API response or final
         stream chunk (object or dict). The request id defaults to the
-        response's ``id``, the model to its ``model``.
+        response's ``id``, the model to its ``model``, undated when the
+        template prices only the undated name (``gpt-4-0613`` is ``gpt-4``).
 
         Raises:
             ValueError: the response carries no usage, or no model is known.
@@ -268,7 +274,8 @@ class MeterBase:
         properties: Mapping[str, str | int | float] | None = None,
     ) -> None:
         """Record an Anthropic message (object or dict), e.g. the result of
-        ``messages.create`` or ``stream.get_final_message()``.
+        ``messages.create`` or ``stream.get_final_message()``. The model is
+        undated as for :meth:`record_openai`.
 
         Raises:
             ValueError: the message carries no usage, or no model is known.
@@ -342,11 +349,8 @@ class MeterBase:
         timestamp: float | datetime | None,
         properties: Mapping[str, str | int | float] | None,
     ) -> None:
-        model = model or usage.model
         if model is None:
-            raise ValueError(
-                "The response names no model; pass model= to say which one."
-            )
+            model = self._response_model(usage)
         self.record(
             subscription_id=subscription_id,
             model=model,
@@ -358,6 +362,14 @@ class MeterBase:
             timestamp=timestamp,
             properties=properties,
         )
+
+    def _response_model(self, usage: Usage) -> str:
+        if usage.model is None:
+            raise ValueError(
+                "The response names no model; pass model= to say which one."
+            )
+        known = self._shape.known_models
+        return usage.model if known is None else model_alias(usage.model, known)
 
     def _token_counts(
         self, input_tokens: int, output_tokens: int, cache_read: int, cache_write: int

@@ -22,12 +22,18 @@ output.
 
 from __future__ import annotations
 
+import re
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any
 
 from tokbill.ingest._events import check_tokens
 
-__all__ = ["Usage", "anthropic_usage", "openai_usage"]
+__all__ = ["Usage", "anthropic_usage", "model_alias", "openai_usage"]
+
+# The dated snapshot suffixes providers put on a model name in responses:
+# OpenAI's gpt-4-0613 and gpt-4o-2024-08-06, Anthropic's claude-...-20250514.
+_SNAPSHOT_SUFFIX = re.compile(r"-(\d{4}|\d{4}-\d{2}-\d{2}|\d{8})$")
 
 
 @dataclass(frozen=True)
@@ -119,3 +125,17 @@ def _tokens(usage: Any, name: str) -> int:
 def _string(obj: Any, name: str) -> str | None:
     value = _get(obj, name)
     return value if isinstance(value, str) and value else None
+
+
+def model_alias(model: str, priced: Collection[str]) -> str:
+    """The name a template prices for ``model``, a response's model name.
+
+    Providers answer with a dated snapshot (``gpt-4-0613``) of the model that
+    was asked for (``gpt-4``), and price lists name the model. A snapshot
+    whose undated name is priced becomes that name; any other name is kept,
+    so an unknown model still shows as unpriced rather than being guessed.
+    """
+    if model in priced:
+        return model
+    undated = _SNAPSHOT_SUFFIX.sub("", model)
+    return undated if undated in priced else model
