@@ -99,7 +99,11 @@ def test_help_lists_every_command_without_importing_any() -> None:
         "'tokbill.usage', 'httpx'))])"
     )
     done = subprocess.run(
-        [sys.executable, "-c", probe], capture_output=True, text=True, check=True
+        [sys.executable, "-c", probe],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
     )
 
     exit_code, *help_text, imported = done.stdout.strip().splitlines()
@@ -180,7 +184,9 @@ def test_debug_prints_the_traceback_of_a_real_process(tmp_path: Path) -> None:
     def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
         code = "from tokbill.cli import main; main()"
         command = [sys.executable, "-c", code, *args, "validate", "missing.yaml"]
-        return subprocess.run(command, capture_output=True, text=True, cwd=tmp_path)
+        return subprocess.run(
+            command, capture_output=True, text=True, cwd=tmp_path, timeout=60
+        )
 
     quiet, loud = run_cli(), run_cli("--debug")
 
@@ -200,7 +206,7 @@ def test_a_reader_that_goes_away_ends_the_command_quietly() -> None:
 
     try:
         done = subprocess.run(
-            command, stdout=write_end, stderr=subprocess.PIPE, text=True
+            command, stdout=write_end, stderr=subprocess.PIPE, text=True, timeout=60
         )
     finally:
         os.close(write_end)

@@ -294,7 +294,11 @@ def test_debug_output_of_a_real_process_never_shows_the_key(
     env = {**os.environ, "LAGO_API_URL": lago.api_url, "LAGO_API_KEY": key}
 
     done = subprocess.run(
-        [sys.executable, "-c", code, *args], capture_output=True, text=True, env=env
+        [sys.executable, "-c", code, *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
     )
 
     assert done.returncode == exit_code, done.stderr

@@ -194,9 +194,15 @@ def test_embedded_url_is_one_server_per_file(tmp_path: Path) -> None:
 def _cli_emulator(*options: str) -> Iterator[tuple[str, subprocess.Popen[str]]]:
     """``tokbill-sync emulator`` in a subprocess: its stderr line, and itself.
 
-    Ctrl-C (SIGINT) stops it when the block ends.
+    Ctrl-C (SIGINT) stops it when the block ends. The child handles SIGINT as
+    a terminal's Python does even when pytest runs in the background, where
+    the shell makes it (and so the child) ignore SIGINT; a child that still
+    does not stop is killed, so the test fails instead of hanging.
     """
-    code = "from tokbill.cli.emulator import emulator; emulator()"
+    code = (
+        "import signal; signal.signal(signal.SIGINT, signal.default_int_handler)\n"
+        "from tokbill.cli.emulator import emulator; emulator()"
+    )
     with subprocess.Popen(
         [sys.executable, "-c", code, "--port", "0", *options],
         stderr=subprocess.PIPE,
@@ -208,7 +214,10 @@ def _cli_emulator(*options: str) -> Iterator[tuple[str, subprocess.Popen[str]]]:
             yield process.stderr.readline(), process
         finally:
             process.send_signal(signal.SIGINT)
-            process.wait(timeout=10)
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
 
 
 def _api_url(line: str) -> str:
