@@ -1,7 +1,9 @@
 from __future__ import annotations
 
+import asyncio
 import threading
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import pytest
@@ -35,6 +37,40 @@ class FakeClock:
         """Block until the clock was read ``count`` times (a gate for tests)."""
         with self._changed:
             return self._changed.wait_for(lambda: self.reads >= count, timeout_s)
+
+    async def reached(self, count: int, timeout_s: float = 10.0) -> bool:
+        """Yield to the event loop until the clock was read ``count`` times."""
+        deadline = time.monotonic() + timeout_s
+        while self.reads < count:
+            if time.monotonic() > deadline:
+                return False
+            await asyncio.sleep(0)
+        return True
+
+    def first_call_waits_for_reads(self, count: int) -> Callable[[], None]:
+        """A gate for a fake Lago: its first call waits for ``count`` reads.
+
+        Later calls pass at once, so a client that wrongly makes one call per
+        caller fails the test quickly instead of waiting at the gate each time.
+        """
+        first = threading.Lock()
+
+        def gate() -> None:
+            if first.acquire(blocking=False):
+                self.wait_for_reads(count)
+
+        return gate
+
+
+def in_threads(work: Callable[[], object], count: int, timeout_s: float = 30.0) -> None:
+    """Run ``work`` on ``count`` threads at once; all must end by the deadline."""
+    threads = [threading.Thread(target=work) for _ in range(count)]
+    for thread in threads:
+        thread.start()
+    deadline = time.monotonic() + timeout_s
+    for thread in threads:
+        thread.join(max(deadline - time.monotonic(), 0.0))
+    assert not any(thread.is_alive() for thread in threads), "threads still running"
 
 
 @pytest.fixture

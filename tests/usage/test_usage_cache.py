@@ -1,14 +1,20 @@
 from __future__ import annotations
 
 import asyncio
-import threading
 from typing import Any
 
 import httpx
 import pytest
 import respx
 
-from tests.usage.conftest import KEY, URL, USAGE_URL, FakeClock, lago_error
+from tests.usage.conftest import (
+    KEY,
+    URL,
+    USAGE_URL,
+    FakeClock,
+    in_threads,
+    lago_error,
+)
 from tokbill import ServerError
 from tokbill.usage import (
     AsyncUsageClient,
@@ -60,26 +66,19 @@ def test_subscriptions_are_cached_separately(
 def test_a_hundred_threads_asking_at_once_cause_one_call(
     gpt4_body: dict[str, Any], clock: FakeClock
 ) -> None:
+    # Each thread reads the clock once before it queues for the refresh,
+    # and the refreshing thread once more: hold the answer until then.
+    gate = clock.first_call_waits_for_reads(CALLERS + 1)
+
     def respond_once_every_thread_is_waiting(request: httpx.Request) -> httpx.Response:
-        # Each thread reads the clock once before it queues for the refresh,
-        # and the refreshing thread once more: hold the answer until then.
-        assert clock.wait_for_reads(CALLERS + 1)
+        gate()
         return httpx.Response(200, json=gpt4_body)
 
     route = respx.get(USAGE_URL).mock(side_effect=respond_once_every_thread_is_waiting)
     client = make_client(clock)
     results: list[object] = []
 
-    threads = [
-        threading.Thread(
-            target=lambda: results.append(client.current("cus_1", "sub_1"))
-        )
-        for _ in range(CALLERS)
-    ]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=20)
+    in_threads(lambda: results.append(client.current("cus_1", "sub_1")), CALLERS)
 
     assert route.call_count == 1
     assert len(results) == CALLERS
@@ -102,8 +101,7 @@ def test_a_hundred_tasks_asking_at_once_cause_one_call(
                     asyncio.create_task(usage.current("cus_1", "sub_1"))
                     for _ in range(CALLERS)
                 ]
-                while clock.reads < CALLERS:
-                    await asyncio.sleep(0)
+                assert await clock.reached(CALLERS)
                 everyone_waits.set()
                 results = await asyncio.gather(*tasks)
             assert all(r.amount == results[0].amount for r in results)
@@ -116,8 +114,10 @@ def test_a_hundred_tasks_asking_at_once_cause_one_call(
 def test_threads_waiting_on_a_failed_call_share_its_error_not_retry_it(
     clock: FakeClock,
 ) -> None:
+    gate = clock.first_call_waits_for_reads(CALLERS + 1)
+
     def fail_once_every_thread_is_waiting(request: httpx.Request) -> httpx.Response:
-        assert clock.wait_for_reads(CALLERS + 1)
+        gate()
         return httpx.Response(503, json=lago_error(503, "unavailable"))
 
     route = respx.get(USAGE_URL).mock(side_effect=fail_once_every_thread_is_waiting)
@@ -130,11 +130,7 @@ def test_threads_waiting_on_a_failed_call_share_its_error_not_retry_it(
         except UsageUnavailableError as exc:
             errors.append(exc)
 
-    threads = [threading.Thread(target=ask) for _ in range(CALLERS)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=20)
+    in_threads(ask, CALLERS)
 
     assert route.call_count == 1
     assert len(errors) == CALLERS
@@ -145,8 +141,10 @@ def test_threads_waiting_on_a_failed_call_share_its_error_not_retry_it(
 def test_a_call_that_outlasts_the_ttl_still_serves_the_threads_that_waited(
     gpt4_body: dict[str, Any], clock: FakeClock
 ) -> None:
+    gate = clock.first_call_waits_for_reads(CALLERS + 1)
+
     def answer_after_the_ttl(request: httpx.Request) -> httpx.Response:
-        assert clock.wait_for_reads(CALLERS + 1)
+        gate()
         clock.advance(3 * 5.0)
         return httpx.Response(200, json=gpt4_body)
 
@@ -154,16 +152,7 @@ def test_a_call_that_outlasts_the_ttl_still_serves_the_threads_that_waited(
     client = make_client(clock, ttl_s=5.0)
     results: list[Usage] = []
 
-    threads = [
-        threading.Thread(
-            target=lambda: results.append(client.current("cus_1", "sub_1"))
-        )
-        for _ in range(CALLERS)
-    ]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=20)
+    in_threads(lambda: results.append(client.current("cus_1", "sub_1")), CALLERS)
 
     assert route.call_count == 1
     assert len(results) == CALLERS
@@ -187,8 +176,7 @@ def test_tasks_waiting_on_a_failed_call_share_its_error_not_retry_it(
                     asyncio.create_task(usage.current("cus_1", "sub_1"))
                     for _ in range(CALLERS)
                 ]
-                while clock.reads < CALLERS:
-                    await asyncio.sleep(0)
+                assert await clock.reached(CALLERS)
                 everyone_waits.set()
                 errors = await asyncio.gather(*tasks, return_exceptions=True)
             return route.call_count, errors
@@ -305,6 +293,25 @@ def test_past_the_maximum_staleness_the_error_is_raised_chained(
     assert isinstance(caught.value.__cause__, ServerError)
     assert caught.value.stale_age_s == 31.0
     assert "500" in str(caught.value)
+
+
+@respx.mock
+def test_a_value_exactly_the_maximum_staleness_old_is_still_served(
+    gpt4_body: dict[str, Any], clock: FakeClock
+) -> None:
+    respx.get(USAGE_URL).mock(
+        side_effect=[
+            httpx.Response(200, json=gpt4_body),
+            httpx.Response(500, json=lago_error(500, "internal_error")),
+        ]
+    )
+    client = make_client(clock, ttl_s=5.0, max_stale_s=30.0)
+    client.current("cus_1", "sub_1")
+    clock.advance(30.0)
+
+    usage = client.current("cus_1", "sub_1")
+
+    assert (usage.stale, usage.age_s) == (True, 30.0)
 
 
 @respx.mock

@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from tests.usage.conftest import FakeClock
+from tests.usage.conftest import FakeClock, in_threads
 from tokbill.cli import main
 from tokbill.emulator import EmulatorServer
 from tokbill.emulator.testing import running_emulator
@@ -176,12 +176,8 @@ def test_a_hundred_threads_cause_one_upstream_call(lago: EmulatorServer) -> None
         start.wait()
         amounts.append(client.current("cus_e2e", "sub_e2e").amount)
 
-    threads = [threading.Thread(target=ask) for _ in range(100)]
     with slow_usage(lago):
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join(timeout=30)
+        in_threads(ask, 100, timeout_s=60)
     client.close()
 
     assert usage_calls(lago) - before == 1
