@@ -1,6 +1,8 @@
 from __future__ import annotations
 
+import dataclasses
 import json
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -22,6 +24,10 @@ FAST = MeterOptions(
     atexit_timeout_s=0.5,
 )
 """Short delays so failure paths run without waiting."""
+
+HELD = dataclasses.replace(FAST, linger_s=30.0)
+"""FAST, but a partial batch leaves only on flush or close: a test that counts
+batches decides how events are batched, whatever the machine's load."""
 
 
 @pytest.fixture
@@ -70,3 +76,13 @@ def assert_balanced(meter: TokenMeter) -> None:
     assert stats.recorded == (
         stats.acked + stats.dropped_total + stats.quarantined + stats.pending
     )
+
+
+def wait_until(condition: Callable[[], object], timeout_s: float = 10.0) -> bool:
+    """Poll ``condition`` until it holds or ``timeout_s`` passes; say which."""
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.005)
+    return True

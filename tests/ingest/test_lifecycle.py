@@ -4,14 +4,13 @@ import subprocess
 import sys
 import textwrap
 import threading
-import time
 from collections.abc import Callable
 from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.ingest.conftest import record_calls
+from tests.ingest.conftest import record_calls, wait_until
 from tests.ingest.fake_lago import Event, fake_lago, ok
 from tokbill.emulator import EmulatorServer
 from tokbill.ingest import DropReason, MeterOptions, TokenMeter
@@ -103,9 +102,7 @@ def test_records_refused_during_close_do_not_cut_its_drain_short(
         # While this call waits, another is acked, and records made after
         # close began are refused: neither may end close's wait for it.
         record_calls(meter, 2, prefix="late")
-        deadline = time.monotonic() + 5
-        while meter.stats().acked < 2 and time.monotonic() < deadline:
-            time.sleep(0.001)
+        wait_until(lambda: meter.stats().acked >= 2)
         return httpx.Response(429, headers={"Retry-After": "0.3"})
 
     with fake_lago(script):

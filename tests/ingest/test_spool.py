@@ -2,14 +2,13 @@ from __future__ import annotations
 
 import json
 import threading
-import time
 from collections.abc import Callable
 from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.ingest.conftest import FAST, assert_balanced, record_calls
+from tests.ingest.conftest import FAST, assert_balanced, record_calls, wait_until
 from tests.ingest.fake_lago import Event, fake_lago, ok
 from tokbill.ingest import DropReason, MeterOptions, TokenMeter
 
@@ -56,9 +55,7 @@ def test_acked_events_are_not_sent_again(make_meter: MakeMeter, tmp_path: Path) 
     first = make_meter(spool_dir=tmp_path, options=MeterOptions(senders=1))
     with fake_lago(first_batch_only) as before:
         record_calls(first, 150)
-        deadline = time.monotonic() + 10
-        while first.stats().acked < 100 and time.monotonic() < deadline:
-            time.sleep(0.005)
+        wait_until(lambda: first.stats().acked >= 100)
         left = first.close(timeout_s=0.3)
     second = make_meter(spool_dir=tmp_path, options=FAST)
     with fake_lago() as after:
@@ -182,11 +179,11 @@ def test_without_spool_the_buffer_overflow_is_counted(make_meter: MakeMeter) -> 
         closed = meter.close(timeout_s=0.1)
         # A sender still retrying at close's deadline drops its batch when
         # it notices, after close returned, and calls on_drop after counting.
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline and (
-            meter.stats().pending or sum(drops) < meter.stats().dropped_total
-        ):
-            time.sleep(0.005)
+        wait_until(
+            lambda: (
+                not meter.stats().pending and sum(drops) >= meter.stats().dropped_total
+            )
+        )
     final = meter.stats()
 
     assert stats.dropped[DropReason.BUFFER_FULL] > 0
