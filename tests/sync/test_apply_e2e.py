@@ -21,7 +21,7 @@ from tests.sync.e2e import (
     writes,
 )
 from tests.template.texts import GPT4
-from tokbill import DriftError
+from tokbill import BlockedError, DriftError
 from tokbill.emulator import EmulatorServer
 from tokbill.lago import LagoClient
 from tokbill.sync import ApplyError, apply_plan
@@ -94,9 +94,9 @@ def test_a_price_change_leaves_the_other_charges_of_the_plan_alone(
 ) -> None:
     sync(client, write(tmp_path, "gpt4.yaml", SECOND_CHARGE))
     before = client.get("/plans/gpt4/charges/llm_tokens")["charge"]
+    cheaper = SECOND_CHARGE.replace('output: "0.00004"', 'output: "0.00003"')
     lago_emulator.requests.reset()
 
-    cheaper = SECOND_CHARGE.replace('output: "0.00004"', 'output: "0.00003"')
     sync(client, write(tmp_path, "gpt4.yaml", cheaper))
 
     assert writes(lago_emulator) == [
@@ -172,6 +172,24 @@ def test_a_value_a_plan_outside_prices_goes_only_with_allow_destroy_and_last(
         "type=input": "0.06",
         "type=output": "0.12",
     }
+
+
+def test_a_plan_with_a_blocked_change_writes_nothing_at_all(
+    lago_emulator: EmulatorServer, client: LagoClient, tmp_path: Path
+) -> None:
+    sync(client, write(tmp_path, "gpt4.yaml", SECOND_CHARGE))
+    # The price change alone could be written; the dropped charge is blocked.
+    plan = planned(client, write(tmp_path, "gpt4.yaml", PRICE_RAISED))
+    lago_emulator.requests.reset()
+
+    with pytest.raises(BlockedError, match="nothing was written") as refused:
+        apply_plan(client, plan)
+
+    assert [c.code for c in plan.blocked] == ["llm_tokens_batch"]
+    assert [c.code for c in plan.pending] == ["llm_tokens"]
+    assert "Charge llm_tokens_batch" in str(refused.value)
+    assert writes(lago_emulator) == []
+    assert prices(client)[("gpt-4", "input")] == "0.03"
 
 
 def test_a_failed_write_says_what_was_done_and_a_rerun_converges(
