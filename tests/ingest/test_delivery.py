@@ -13,7 +13,7 @@ import pytest
 
 from tests.ingest.conftest import HELD, assert_balanced, record_calls, wait_until
 from tests.ingest.fake_lago import Event, fake_lago, ok
-from tokbill._errors import LagoError, LagoTimeoutError, ServerError
+from tokbill import LagoError, LagoTimeoutError, ServerError
 from tokbill.ingest import MeterOptions, MeterStats, RateLimitInfo, TokenMeter
 
 MakeMeter = Callable[..., TokenMeter]

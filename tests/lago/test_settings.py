@@ -1,14 +1,10 @@
 from __future__ import annotations
 
 import pytest
+import respx
 
 from tokbill import ConfigurationError
-from tokbill._settings import (
-    EMBEDDED_API_KEY,
-    api_key_for,
-    resolve_api_url,
-    url_from_env,
-)
+from tokbill.lago import LagoClient
 
 
 @pytest.mark.parametrize(
@@ -23,7 +19,9 @@ from tokbill._settings import (
     ],
 )
 def test_urls_are_normalised_to_api_v1(given: str, expected: str) -> None:
-    assert resolve_api_url(given) == expected
+    client = LagoClient(given, "k")
+
+    assert client.api_url == expected
 
 
 @pytest.mark.parametrize(
@@ -31,7 +29,7 @@ def test_urls_are_normalised_to_api_v1(given: str, expected: str) -> None:
 )
 def test_a_url_that_is_not_http_is_a_configuration_error(given: str) -> None:
     with pytest.raises(ConfigurationError, match="not an http"):
-        resolve_api_url(given)
+        LagoClient(given, "k")
 
 
 @pytest.mark.parametrize(
@@ -40,17 +38,21 @@ def test_a_url_that_is_not_http_is_a_configuration_error(given: str) -> None:
 )
 def test_credentials_in_the_url_are_refused_without_showing_them(given: str) -> None:
     with pytest.raises(ConfigurationError, match="user name or password") as raised:
-        resolve_api_url(given)
+        LagoClient(given, "k")
 
     assert "s3cret" not in str(raised.value)
 
 
 def test_the_library_never_falls_back_silently_when_the_env_is_empty() -> None:
     with pytest.raises(ConfigurationError, match="LAGO_API_URL is not set"):
-        url_from_env()
+        LagoClient.from_env()
 
 
-def test_local_without_a_key_gets_the_embedded_placeholder_and_nothing_else() -> None:
-    assert api_key_for("local", None) == EMBEDDED_API_KEY
-    assert api_key_for("local", "mine") == "mine"
-    assert api_key_for("http://localhost:3000", None) is None
+@respx.mock
+def test_a_real_lago_without_a_key_gets_no_placeholder() -> None:
+    route = respx.get("http://localhost:3000/api/v1/plans").respond(json={"plans": []})
+
+    with LagoClient("http://localhost:3000", None) as client:
+        client.get("/plans")
+
+    assert "Authorization" not in route.calls.last.request.headers

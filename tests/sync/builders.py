@@ -10,7 +10,7 @@ import dataclasses
 from decimal import Decimal
 from typing import Any
 
-from tokbill.template._model import (
+from tokbill.template import (
     ChargeSpec,
     MetricSpec,
     PlanSpec,

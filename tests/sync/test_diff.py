@@ -19,9 +19,10 @@ from tests.sync.builders import (
     templates,
 )
 from tokbill.sync import Change, LiveState, SubscriptionCount, make_plan
-from tokbill.sync._filter_removal import ALL_FILTER_VALUES
 from tokbill.template import MetricSpec, PlanSpec, PriceSpec
 
+ALL_FILTER_VALUES = "__ALL_FILTER_VALUES__"
+"""Lago's wildcard charge filter value: every value the metric declares."""
 PRICE_CHANGE = "gpt-4 / input: 0.03 -> 0.035 per 1,000 tokens (+16.7%)"
 
 
