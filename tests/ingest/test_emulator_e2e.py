@@ -13,10 +13,9 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
 
+from tests.gpt4 import KEY, apply_gpt4, subscribe_to_gpt4
 from tests.ingest.conftest import FAST, assert_balanced
-from tokbill.cli import main
 from tokbill.emulator import EmulatorServer
 from tokbill.ingest import AsyncTokenMeter, MeterOptions, TokenMeter
 from tokbill.ingest._frames import frame
@@ -25,7 +24,6 @@ from tokbill.usage import UsageClient
 
 MakeMeter = Callable[..., TokenMeter]
 WRITER = Path(__file__).with_name("spool_writer.py")
-GPT4_TEMPLATE = Path(__file__).parents[2] / "templates" / "gpt4.yaml"
 
 
 @pytest.fixture
@@ -79,20 +77,6 @@ def test_one_invalid_event_among_100(
     assert json.loads(line)["event"]["transaction_id"] == "old-42"
 
 
-def subscribe_to_gpt4(server: EmulatorServer, subscription: str) -> None:
-    """Apply templates/gpt4.yaml and put a customer on its plan."""
-    apply = ["apply", str(GPT4_TEMPLATE), "--yes", "--api-url", server.api_url]
-    result = CliRunner().invoke(main, [*apply, "--api-key", "test-key"])
-    assert result.exit_code == 0, result.stderr
-    body = {
-        "external_customer_id": f"cus_{subscription}",
-        "plan_code": "gpt4",
-        "external_id": subscription,
-    }
-    with LagoClient(server.api_url, "test-key") as api:
-        api.post("/subscriptions", {"subscription": body})
-
-
 def billed_units(server: EmulatorServer, subscription: str) -> dict[str, Decimal]:
     """The units Lago's current usage bills per token type of gpt-4."""
     with UsageClient(server.api_url, "test-key") as client:
@@ -107,7 +91,9 @@ def billed_units(server: EmulatorServer, subscription: str) -> dict[str, Decimal
 def test_every_event_lands_once_under_errors_429_storms_and_stalls(
     make_meter: MakeMeter, lago_emulator: EmulatorServer
 ) -> None:
-    subscribe_to_gpt4(lago_emulator, "sub_chaos")
+    apply_gpt4(lago_emulator.api_url)
+    with LagoClient(lago_emulator.api_url, KEY) as api:
+        subscribe_to_gpt4(api, "cus_sub_chaos", "sub_chaos")
     lago_emulator.faults.update(
         error_rate=0.3, stall_rate=0.05, stall_after_commit_s=0.6, seed=7
     )

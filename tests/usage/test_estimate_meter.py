@@ -21,9 +21,8 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
 
-from tokbill.cli import main
+from tests.gpt4 import GPT4_TEMPLATE, KEY, apply_gpt4, subscribe_to_gpt4
 from tokbill.emulator import EmulatorServer
 from tokbill.emulator.testing import running_emulator
 from tokbill.ingest import MeterOptions, TokenMeter
@@ -31,9 +30,9 @@ from tokbill.lago import LagoClient
 from tokbill.template import load_templates
 from tokbill.usage import UsageClient
 
-KEY = "test-key"
-GPT4_TEMPLATE = Path(__file__).parents[2] / "templates" / "gpt4.yaml"
-HELD = MeterOptions(linger_s=0.01, retry_initial_delay_s=0.05, retry_max_delay_s=0.2)
+SHORT_RETRIES = MeterOptions(
+    linger_s=0.01, retry_initial_delay_s=0.05, retry_max_delay_s=0.2
+)
 
 
 @pytest.fixture(scope="module")
@@ -41,17 +40,12 @@ def lago() -> Iterator[EmulatorServer]:
     """gpt4.yaml applied; sub_est and sub_x on plan gpt4; the confirmed events
     of sub_est delivered."""
     with running_emulator() as server, LagoClient(server.api_url, KEY) as api:
-        apply = ["apply", str(GPT4_TEMPLATE), "--yes", "--api-url", server.api_url]
-        result = CliRunner().invoke(main, [*apply, "--api-key", KEY])
-        assert result.exit_code == 0, result.stderr
-        for customer, subscription in (("cus_est", "sub_est"), ("cus_x", "sub_x")):
-            body = {
-                "external_customer_id": customer,
-                "plan_code": "gpt4",
-                "external_id": subscription,
-            }
-            api.post("/subscriptions", {"subscription": body})
-        with TokenMeter(api_url=server.api_url, api_key=KEY, options=HELD) as meter:
+        apply_gpt4(server.api_url)
+        subscribe_to_gpt4(api, "cus_est", "sub_est")
+        subscribe_to_gpt4(api, "cus_x", "sub_x")
+        with TokenMeter(
+            api_url=server.api_url, api_key=KEY, options=SHORT_RETRIES
+        ) as meter:
             record(meter, "sub_est", "gpt-4", 1200, 600, "c1")
             record(meter, "sub_est", "gpt-4", 1300, 400, "c2")
             assert meter.flush(timeout_s=10).complete
@@ -80,7 +74,7 @@ def test_the_estimate_adds_the_meters_unsent_tokens_at_package_prices(
 ) -> None:
     templates = load_templates([GPT4_TEMPLATE])
     meter = TokenMeter(
-        api_url=lago.api_url, api_key=KEY, spool_dir=tmp_path, options=HELD
+        api_url=lago.api_url, api_key=KEY, spool_dir=tmp_path, options=SHORT_RETRIES
     )
     lago.faults.update(error_rate=1.0, path_prefix="/api/v1/events")
     try:

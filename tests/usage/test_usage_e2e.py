@@ -23,6 +23,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from tests.gpt4 import KEY, apply_gpt4, subscribe_to_gpt4
 from tests.usage.conftest import FakeClock, in_threads
 from tokbill.cli import main
 from tokbill.emulator import EmulatorServer
@@ -36,8 +37,6 @@ from tokbill.usage import (
     UsageClient,
 )
 
-KEY = "test-key"
-GPT4_TEMPLATE = Path(__file__).parents[2] / "templates" / "gpt4.yaml"
 CALLS = [  # (model, input tokens, output tokens)
     ("gpt-4", 1200, 600),
     ("gpt-4", 1300, 400),
@@ -51,16 +50,6 @@ EXPECTED = {
     ("gpt-4-32k", "output"): ("4001", "0.60"),
     (None, None): ("10005", "0.00"),
 }
-
-
-def apply_gpt4(server: EmulatorServer) -> None:
-    apply_gpt4_to(server.api_url)
-
-
-def apply_gpt4_to(api_url: str) -> None:
-    args = ["apply", str(GPT4_TEMPLATE), "--yes", "--api-url", api_url]
-    result = CliRunner().invoke(main, [*args, "--api-key", KEY])
-    assert result.exit_code == 0, result.stderr
 
 
 def record_calls(server: EmulatorServer, subscription_id: str) -> None:
@@ -81,13 +70,8 @@ def record_calls(server: EmulatorServer, subscription_id: str) -> None:
 def lago() -> Iterator[EmulatorServer]:
     """gpt4.yaml applied; cus_e2e on plan gpt4 (sub_e2e) with CALLS metered."""
     with running_emulator() as server, LagoClient(server.api_url, KEY) as api:
-        apply_gpt4(server)
-        subscription = {
-            "external_customer_id": "cus_e2e",
-            "plan_code": "gpt4",
-            "external_id": "sub_e2e",
-        }
-        api.post("/subscriptions", {"subscription": subscription})
+        apply_gpt4(server.api_url)
+        subscribe_to_gpt4(api, "cus_e2e", "sub_e2e")
         record_calls(server, "sub_e2e")
         yield server
 
@@ -268,13 +252,8 @@ def test_without_a_url_the_cli_says_it_uses_the_embedded_emulator(
     monkeypatch.delenv("LAGO_API_URL", raising=False)
     monkeypatch.delenv("LAGO_API_KEY", raising=False)
     with LagoClient("local") as api:
-        apply_gpt4_to(api.api_url)
-        subscription = {
-            "external_customer_id": "cus_local",
-            "plan_code": "gpt4",
-            "external_id": "sub_local",
-        }
-        api.post("/subscriptions", {"subscription": subscription})
+        apply_gpt4(api.api_url)
+        subscribe_to_gpt4(api, "cus_local", "sub_local")
 
     result = CliRunner().invoke(main, ["usage", "cus_local", "--json"])
 
