@@ -261,10 +261,12 @@ def test_from_env_reads_the_connection(
     with fake_lago() as lago:
         meter.record(subscription_id="s", model="m", input_tokens=1, output_tokens=0)
         meter.close(timeout_s=5)
+
     assert meter.api_url == "http://lago.test/api/v1"
     assert lago.headers[0]["authorization"] == "Bearer env-key-0000111122223333"
     assert "env-key-0000111122223333" not in repr(meter)
-    assert "spool" in repr(meter)
+    assert repr(str(tmp_path / "spool")) in repr(meter)
+    assert (tmp_path / "spool").is_dir()
 
 
 def test_from_env_takes_a_url_or_key_given_as_none_from_the_environment(
