@@ -67,9 +67,12 @@ def test_package_properties_are_validated_on_charges_and_filters(
         charge(metric, package("1", 1), [price({"model": ["gpt-4o"]}, properties)])
     ]
 
-    for charges in (on_charge, on_filter):
-        response = api.post("/plans", json={"plan": _plan_payload(charges)})
-        assert _details(response) == {"properties": codes}
+    responses = [
+        api.post("/plans", json={"plan": _plan_payload(charges)})
+        for charges in (on_charge, on_filter)
+    ]
+
+    assert [_details(response) for response in responses] == [{"properties": codes}] * 2
     assert api.get("/plans/pro").status_code == 404
 
 

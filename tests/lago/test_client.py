@@ -177,6 +177,7 @@ def test_reads_give_up_after_max_retries_with_the_last_error() -> None:
 
     with pytest.raises(ServerError, match="GET /api/v1/plans returned 500"):
         make_client(max_retries=2).get("/plans")
+
     assert route.call_count == 3
 
 
@@ -186,6 +187,7 @@ def test_writes_are_not_retried_after_a_5xx_since_lago_may_have_applied_them() -
 
     with pytest.raises(ServerError):
         make_client().post("/plans", {"plan": {}})
+
     assert route.call_count == 1
 
 
@@ -221,6 +223,7 @@ def test_a_timed_out_write_is_not_retried_and_says_it_may_have_applied() -> None
 
     with pytest.raises(LagoTimeoutError, match="may have applied it"):
         make_client().post("/plans", {"plan": {}})
+
     assert route.call_count == 1
 
 
@@ -271,6 +274,7 @@ def test_connection_errors_name_the_call(caplog: pytest.LogCaptureFixture) -> No
 
     with pytest.raises(LagoConnectionError, match="GET /api/v1/plans could not"):
         make_client(max_retries=1).get("/plans")
+
     assert KEY not in caplog.text
 
 
