@@ -211,11 +211,3 @@ def test_the_embedded_emulator_takes_events_without_a_key(
     assert result.stdout.startswith("Read 1 line: 1 recorded, 0 skipped as bad.\n")
     assert result.stderr.startswith("Using the embedded Lago emulator at ")
     assert "Events: 2 recorded, 2 delivered," in result.stdout
-
-
-def test_help_lists_send_exit_codes() -> None:
-    result = CliRunner().invoke(main, ["send", "--help"])
-
-    codes = result.stdout.split("Exit codes:\n")[1].splitlines()
-    assert [code.split()[0] for code in codes] == ["0", "1"]
-    assert "undelivered event" in codes[1]

@@ -420,19 +420,6 @@ def test_colour_follows_no_color_and_prefixes_carry_the_meaning(
     assert f"~ {PRICE_LINE}" in click.unstyle(result.stdout)
 
 
-@pytest.mark.parametrize(
-    ("command", "codes"),
-    [("validate", "01"), ("plan", "0123"), ("apply", "013"), ("export", "01")],
-)
-def test_help_lists_the_exit_codes_each_command_can_return(
-    command: str, codes: str
-) -> None:
-    result = CliRunner().invoke(main, [command, "--help"])
-
-    listed = result.stdout.split("Exit codes:\n")[1].splitlines()
-    assert "".join(line.split()[0] for line in listed) == codes
-
-
 def test_the_quickstart_works_on_the_embedded_emulator_without_a_key(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
