@@ -11,6 +11,9 @@ import pytest
 
 from tokbill.ingest import MeterOptions, TokenMeter
 
+MakeMeter = Callable[..., TokenMeter]
+"""The type of the make_meter fixture."""
+
 FIXTURES = Path(__file__).parent / "fixtures"
 API_URL = "http://lago.test"
 BATCH_URL = "http://lago.test/api/v1/events/batch"

@@ -22,6 +22,24 @@ def ok(events: list[Event]) -> httpx.Response:
     return httpx.Response(200, json={"events": events})
 
 
+def unavailable(events: list[Event]) -> httpx.Response:
+    """A Lago that is down: every batch gets a 503."""
+    return httpx.Response(503)
+
+
+def invalid(index_errors: dict[str, Any]) -> httpx.Response:
+    """Lago's 422 for a batch, with ``error_details`` keyed by event index."""
+    return httpx.Response(
+        422,
+        json={
+            "status": 422,
+            "error": "Unprocessable Entity",
+            "code": "validation_errors",
+            "error_details": index_errors,
+        },
+    )
+
+
 class FakeBatchEndpoint:
     """Answers each batch with ``script`` and remembers what it was sent.
 

@@ -11,12 +11,16 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.ingest.conftest import HELD, assert_balanced, record_calls, wait_until
-from tests.ingest.fake_lago import Event, fake_lago, ok
+from tests.ingest.conftest import (
+    HELD,
+    MakeMeter,
+    assert_balanced,
+    record_calls,
+    wait_until,
+)
+from tests.ingest.fake_lago import Event, fake_lago, invalid, ok
 from tokbill import LagoError, LagoTimeoutError, ServerError
-from tokbill.ingest import MeterOptions, MeterStats, RateLimitInfo, TokenMeter
-
-MakeMeter = Callable[..., TokenMeter]
+from tokbill.ingest import MeterOptions, MeterStats, RateLimitInfo
 
 
 def failing_first(*responses: httpx.Response | Exception) -> Callable[..., Any]:
@@ -32,18 +36,6 @@ def failing_first(*responses: httpx.Response | Exception) -> Callable[..., Any]:
         return answer or ok(events)
 
     return script
-
-
-def invalid(index_errors: dict[str, Any]) -> httpx.Response:
-    return httpx.Response(
-        422,
-        json={
-            "status": 422,
-            "error": "Unprocessable Entity",
-            "code": "validation_errors",
-            "error_details": index_errors,
-        },
-    )
 
 
 @pytest.mark.parametrize(

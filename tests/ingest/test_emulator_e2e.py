@@ -8,21 +8,20 @@ import socket
 import subprocess
 import sys
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
 
 import pytest
 
 from tests.gpt4 import KEY, apply_gpt4, subscribe_to_gpt4
-from tests.ingest.conftest import FAST, assert_balanced
+from tests.ingest.conftest import FAST, MakeMeter, assert_balanced
 from tokbill.emulator import EmulatorServer
 from tokbill.ingest import AsyncTokenMeter, MeterOptions, TokenMeter
 from tokbill.ingest._frames import frame
 from tokbill.lago import LagoClient
 from tokbill.usage import UsageClient
 
-MakeMeter = Callable[..., TokenMeter]
 WRITER = Path(__file__).with_name("spool_writer.py")
 
 

@@ -4,18 +4,15 @@ import subprocess
 import sys
 import textwrap
 import threading
-from collections.abc import Callable
 from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.ingest.conftest import record_calls, wait_until
+from tests.ingest.conftest import MakeMeter, record_calls, wait_until
 from tests.ingest.fake_lago import Event, fake_lago, ok
 from tokbill.emulator import EmulatorServer
-from tokbill.ingest import DropReason, MeterOptions, TokenMeter
-
-MakeMeter = Callable[..., TokenMeter]
+from tokbill.ingest import DropReason, MeterOptions
 
 EXITING_WRITER = textwrap.dedent(
     """

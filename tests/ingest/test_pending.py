@@ -1,20 +1,13 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
 from pathlib import Path
 
 import httpx
 
-from tests.ingest.conftest import FAST, record_calls
-from tests.ingest.fake_lago import Event, fake_lago, ok
-from tokbill.ingest import MeterOptions, TokenMeter
-
-MakeMeter = Callable[..., TokenMeter]
-
-
-def unavailable(events: list[Event]) -> httpx.Response:
-    return httpx.Response(503)
+from tests.ingest.conftest import FAST, MakeMeter, record_calls
+from tests.ingest.fake_lago import Event, fake_lago, invalid, ok, unavailable
+from tokbill.ingest import MeterOptions
 
 
 def ids(events: list[dict[str, object]]) -> list[object]:
@@ -92,9 +85,7 @@ def test_a_call_split_by_lagos_answer_is_not_resent_after_a_restart(
         bad = [i for i, e in enumerate(events) if e["properties"]["type"] == "output"]
         if not bad:
             return ok(events)
-        details = {str(i): {"properties": ["invalid_value"]} for i in bad}
-        body = {"status": 422, "code": "validation_errors", "error_details": details}
-        return httpx.Response(422, json=body)
+        return invalid({str(i): {"properties": ["invalid_value"]} for i in bad})
 
     first = make_meter(spool_dir=tmp_path)
     with fake_lago(reject_outputs) as lago:

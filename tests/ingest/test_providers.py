@@ -6,10 +6,10 @@ from typing import Any
 
 import pytest
 
+from tests.ingest.conftest import MakeMeter
 from tests.ingest.fake_lago import fake_lago
-from tokbill.ingest import MeterOptions, TokenMeter, anthropic_usage, openai_usage
+from tokbill.ingest import MeterOptions, anthropic_usage, openai_usage
 
-MakeMeter = Callable[..., TokenMeter]
 Load = Callable[[str], Any]
 
 

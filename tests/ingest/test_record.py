@@ -2,7 +2,6 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -10,11 +9,10 @@ from typing import Any
 import pytest
 
 import tokbill
-from tests.ingest.conftest import FAST
+from tests.ingest.conftest import FAST, MakeMeter
 from tests.ingest.fake_lago import fake_lago
 from tokbill.ingest import AsyncTokenMeter, MeterOptions, TokenMeter
 
-MakeMeter = Callable[..., TokenMeter]
 TEMPLATES = Path(__file__).parents[2] / "templates"
 
 

@@ -2,21 +2,20 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Callable
 from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.ingest.conftest import FAST, assert_balanced, record_calls, wait_until
-from tests.ingest.fake_lago import Event, fake_lago, ok
-from tokbill.ingest import DropReason, MeterOptions, TokenMeter
-
-MakeMeter = Callable[..., TokenMeter]
-
-
-def unavailable(events: list[Event]) -> httpx.Response:
-    return httpx.Response(503)
+from tests.ingest.conftest import (
+    FAST,
+    MakeMeter,
+    assert_balanced,
+    record_calls,
+    wait_until,
+)
+from tests.ingest.fake_lago import Event, fake_lago, invalid, ok, unavailable
+from tokbill.ingest import DropReason, MeterOptions
 
 
 def lanes(spool: Path) -> list[Path]:
@@ -197,14 +196,7 @@ def test_quarantined_events_go_to_the_dead_letter_file(
 ) -> None:
     def reject_second(events: list[Event]) -> httpx.Response:
         if len(events) > 1:
-            return httpx.Response(
-                422,
-                json={
-                    "status": 422,
-                    "code": "validation_errors",
-                    "error_details": {"1": {"timestamp": ["invalid_format"]}},
-                },
-            )
+            return invalid({"1": {"timestamp": ["invalid_format"]}})
         return ok(events)
 
     meter = make_meter(spool_dir=tmp_path)
@@ -241,9 +233,9 @@ def test_the_dead_letter_file_is_bounded(
     make_meter: MakeMeter, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     def reject_all(events: list[Event]) -> httpx.Response:
-        details = {str(n): {"properties": ["invalid"]} for n in range(len(events))}
-        body = {"status": 422, "code": "validation_errors", "error_details": details}
-        return httpx.Response(422, json=body)
+        return invalid(
+            {str(n): {"properties": ["invalid"]} for n in range(len(events))}
+        )
 
     options = MeterOptions(linger_s=0.01, dead_letter_max_bytes=2048)
     meter = make_meter(spool_dir=tmp_path, options=options)
