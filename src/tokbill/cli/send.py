@@ -13,6 +13,7 @@ from typing import IO, Any, Final
 import click
 
 from tokbill._settings import API_KEY_ENV, API_URL_ENV
+from tokbill._wording import counted
 from tokbill.cli._common import (
     EXIT_ERROR,
     EXIT_OK,
@@ -300,16 +301,12 @@ def _iso_time(text: str) -> float | datetime:
 def _show_progress(tally: _Tally, meter: TokenMeter) -> None:
     stats = meter.stats()
     click.echo(
-        f"\r{_count(tally.lines, 'line')} read, "
-        f"{_count(stats.recorded, 'event')} recorded, {stats.acked:,} acked, "
-        f"{_count(len(tally.bad_lines), 'bad line')}",
+        f"\r{counted(tally.lines, 'line')} read, "
+        f"{counted(stats.recorded, 'event')} recorded, {stats.acked:,} acked, "
+        f"{counted(len(tally.bad_lines), 'bad line')}",
         err=True,
         nl=False,
     )
-
-
-def _count(number: int, noun: str) -> str:
-    return f"{number:,} {noun}" + ("" if number == 1 else "s")
 
 
 def _report_bad_lines(tally: _Tally, source_name: str) -> None:
@@ -323,7 +320,7 @@ def _report_bad_lines(tally: _Tally, source_name: str) -> None:
 
 def _summary(tally: _Tally, report: FlushReport) -> str:
     lines = (
-        f"Read {tally.lines:,} line{'' if tally.lines == 1 else 's'}: "
+        f"Read {counted(tally.lines, 'line')}: "
         f"{tally.recorded_lines:,} recorded, "
         f"{len(tally.bad_lines):,} skipped as bad.\n"
         f"Events: {report.recorded:,} recorded, {report.acked:,} delivered, "

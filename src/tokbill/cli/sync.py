@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import click
 
 from tokbill._errors import BlockedError, ConfigurationError, DriftError
+from tokbill._wording import counted
 from tokbill.cli._common import (
     EXIT_BLOCKED,
     EXIT_CHANGES,
@@ -32,7 +33,6 @@ from tokbill.sync import (
     ApplyResult,
     Plan,
     apply_plan,
-    counted,
     export_state,
     make_plan,
     read_state,

@@ -19,7 +19,7 @@ from tokbill.sync._diff import make_plan
 from tokbill.sync._export import ExportError, export_state, render_template
 from tokbill.sync._live import LiveState, SubscriptionCount
 from tokbill.sync._read import read_state
-from tokbill.sync._render import counted, render_plan, summary_line
+from tokbill.sync._render import render_plan, summary_line
 
 __all__ = [
     "FORMAT_VERSION",
@@ -34,7 +34,6 @@ __all__ = [
     "SubscriptionCount",
     "Write",
     "apply_plan",
-    "counted",
     "export_state",
     "make_plan",
     "read_state",

@@ -32,12 +32,12 @@ from tokbill._errors import (
     RateLimitError,
     SyncError,
 )
+from tokbill._wording import counted
 from tokbill.lago import LagoClient, api_path
 from tokbill.sync._changes import FORMAT_VERSION, Change, Plan
 from tokbill.sync._diff import compute_changes
 from tokbill.sync._live import LiveMetric
 from tokbill.sync._read import read_state
-from tokbill.sync._render import counted
 from tokbill.template._model import ChargeSpec, MetricSpec, PlanSpec
 
 logger = logging.getLogger(__name__)

@@ -8,6 +8,7 @@ subscription, and a plan code stays taken while Lago deletes the old plan.
 
 from __future__ import annotations
 
+from tokbill._wording import counted
 from tokbill.sync._changes import Change, FieldChange
 from tokbill.sync._charge_diff import (
     FROZEN_CHARGE_FIELDS,
@@ -22,7 +23,6 @@ from tokbill.sync._diff_context import (
     scalar_changes,
 )
 from tokbill.sync._live import LivePlan, charge_state
-from tokbill.sync._render import counted
 from tokbill.template._model import ChargeSpec, PlanSpec
 
 FROZEN_PLAN_FIELDS = ("interval", "pay_in_advance", "amount_currency", "trial_period")

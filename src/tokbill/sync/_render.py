@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterator
 from itertools import groupby
 from typing import Any
 
+from tokbill._wording import counted
 from tokbill.sync._changes import ACTIONS, Action, Change, Plan
 
 Style = Callable[..., str]
@@ -35,13 +36,6 @@ _SIGN_COLOURS = {"+": "green", "~": "yellow", "-": "red"}
 
 def _plain(text: str, **_styles: Any) -> str:
     return text
-
-
-def counted(count: int, noun: str, plural: str | None = None) -> str:
-    """``1 charge``, ``3 charges``: a count and its noun in the right number."""
-    if count == 1:
-        return f"{count} {noun}"
-    return f"{count} {plural or noun + 's'}"
 
 
 def render_plan(plan: Plan, style: Style = _plain) -> str:
