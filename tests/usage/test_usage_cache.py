@@ -84,15 +84,18 @@ def test_a_hundred_threads_asking_at_once_cause_one_call(
     assert len(results) == CALLERS
 
 
-def test_a_hundred_tasks_asking_at_once_cause_one_call(
-    gpt4_body: dict[str, Any], clock: FakeClock
-) -> None:
-    async def scenario() -> int:
+def _tasks_asking_at_once(
+    clock: FakeClock, response: httpx.Response
+) -> tuple[int, list[Any]]:
+    """CALLERS tasks ask at once, then Lago gives ``response``; the calls Lago
+    saw and what each task got (a Usage or the error it raised)."""
+
+    async def scenario() -> tuple[int, list[Any]]:
         everyone_waits = asyncio.Event()
 
         async def respond_later(request: httpx.Request) -> httpx.Response:
             await everyone_waits.wait()
-            return httpx.Response(200, json=gpt4_body)
+            return response
 
         with respx.mock:
             route = respx.get(USAGE_URL).mock(side_effect=respond_later)
@@ -103,11 +106,20 @@ def test_a_hundred_tasks_asking_at_once_cause_one_call(
                 ]
                 assert await clock.reached(CALLERS)
                 everyone_waits.set()
-                results = await asyncio.gather(*tasks)
-            assert all(r.amount == results[0].amount for r in results)
-            return route.call_count
+                results = await asyncio.gather(*tasks, return_exceptions=True)
+            return route.call_count, results
 
-    assert asyncio.run(scenario()) == 1
+    return asyncio.run(scenario())
+
+
+def test_a_hundred_tasks_asking_at_once_cause_one_call(
+    gpt4_body: dict[str, Any], clock: FakeClock
+) -> None:
+    calls, results = _tasks_asking_at_once(clock, httpx.Response(200, json=gpt4_body))
+
+    assert calls == 1
+    assert all(isinstance(r, Usage) for r in results)
+    assert all(r.amount == results[0].amount for r in results)
 
 
 @respx.mock
@@ -162,26 +174,9 @@ def test_a_call_that_outlasts_the_ttl_still_serves_the_threads_that_waited(
 def test_tasks_waiting_on_a_failed_call_share_its_error_not_retry_it(
     clock: FakeClock,
 ) -> None:
-    async def scenario() -> tuple[int, list[BaseException]]:
-        everyone_waits = asyncio.Event()
-
-        async def fail_later(request: httpx.Request) -> httpx.Response:
-            await everyone_waits.wait()
-            return httpx.Response(503, json=lago_error(503, "unavailable"))
-
-        with respx.mock:
-            route = respx.get(USAGE_URL).mock(side_effect=fail_later)
-            async with AsyncUsageClient(URL, KEY, clock=clock, max_retries=0) as usage:
-                tasks = [
-                    asyncio.create_task(usage.current("cus_1", "sub_1"))
-                    for _ in range(CALLERS)
-                ]
-                assert await clock.reached(CALLERS)
-                everyone_waits.set()
-                errors = await asyncio.gather(*tasks, return_exceptions=True)
-            return route.call_count, errors
-
-    calls, errors = asyncio.run(scenario())
+    calls, errors = _tasks_asking_at_once(
+        clock, httpx.Response(503, json=lago_error(503, "unavailable"))
+    )
 
     assert calls == 1
     assert len(errors) == CALLERS
