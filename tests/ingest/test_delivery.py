@@ -298,6 +298,7 @@ def test_an_unexpected_failure_keeps_the_batch_and_logs_one_line(
     assert (report.acked, report.dropped + report.pending) == (0, 2)
     lines = [r for r in caplog.records if "Unexpected failure" in r.getMessage()]
     assert len(lines) == 1 and lines[0].exc_info is not None
+    assert "a bug below the sender" in str(lines[0].exc_info[1])
 
 
 def test_the_budget_sends_a_failing_batch_to_the_back(make_meter: MakeMeter) -> None:
