@@ -310,6 +310,23 @@ def test_sum_ignores_values_that_are_not_plain_decimals(api: httpx.Client) -> No
     assert charge_usage["amount_cents"] == 100
 
 
+def test_sum_counts_json_numbers_written_with_an_exponent(
+    api: httpx.Client,
+) -> None:
+    _package_plan_without_filters(api)
+    subscribe(api)
+
+    # json.dumps writes these floats as 1e-07 and 2.5e-05; Postgres stores
+    # them as numeric, which matches Lago's plain-decimal check.
+    send(
+        api,
+        [event({"tokens": 600}), event({"tokens": 1e-7}), event({"tokens": 2.5e-5})],
+    )
+    [charge_usage] = usage(api)["charges_usage"]
+
+    assert charge_usage["units"] == "600.0000251"
+
+
 def test_every_charge_is_listed_sorted_by_metric_name(api: httpx.Client) -> None:
     counted = create_metric(
         api, "requests", filters=[], name="requests", aggregation_type="count_agg"

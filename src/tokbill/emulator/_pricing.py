@@ -33,8 +33,12 @@ def property_text(value: Any) -> str | None:
         return "true" if value else "false"
     if isinstance(value, str):
         return value
-    if isinstance(value, (int, float)):
+    if isinstance(value, int):
         return repr(value)
+    if isinstance(value, float):
+        # jsonb keeps a JSON number as numeric, which prints without an
+        # exponent: 1e-07 reads back as 0.0000001 and is summed.
+        return format(Decimal(repr(value)), "f")
     return json.dumps(value, separators=(", ", ": "))
 
 
