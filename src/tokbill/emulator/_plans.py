@@ -141,7 +141,13 @@ def update(call: Call) -> dict[str, Any]:
 
 
 def destroy(call: Call) -> dict[str, Any]:
-    """``DELETE /plans/{code}``: ends its subscriptions, then discards it."""
+    """``DELETE /plans/{code}``: ends its subscriptions, then discards it.
+
+    The answer shows ``pending_deletion: true``, as Lago's does. Lago then
+    runs the rest in a background job, so for a while the plan still reads
+    back and its code stays taken; the emulator has no job queue and does it
+    all before answering, so that in-between state is not reproduced.
+    """
     db = call.db
     row = require(db, call.params[0])
     now = iso(db.now())
