@@ -1,7 +1,10 @@
 from __future__ import annotations
 
+import dataclasses
 import json
+import struct
 import threading
+import zlib
 from pathlib import Path
 
 import httpx
@@ -209,6 +212,71 @@ def test_quarantined_events_go_to_the_dead_letter_file(
     assert entry["event"]["transaction_id"] == "req-0:output"
     assert entry["error"] == {"timestamp": ["invalid_format"]}
     assert entry["status"] == 422
+
+
+def frames_of(data: bytes) -> list[bytes]:
+    """The payloads of a segment file: a little-endian length, a CRC-32, the
+    payload, and so on until a zero length or the end of the file."""
+    payloads = []
+    offset = 0
+    while offset < len(data) and (length := struct.unpack_from("<I", data, offset)[0]):
+        payloads.append(data[offset + 8 : offset + 8 + length])
+        offset += 8 + length
+    return payloads
+
+
+def framed(payload: bytes) -> bytes:
+    return struct.pack("<II", len(payload), zlib.crc32(payload)) + payload
+
+
+def leave_an_unreadable_record(make_meter: MakeMeter, spool: Path) -> None:
+    """Leave 10 calls in a dead lane, with an intact frame whose content this
+    version cannot read (another version's format, say) among them."""
+    first = make_meter(spool_dir=spool)
+    with fake_lago(unavailable):
+        record_calls(first, 10)
+        first.close(timeout_s=0.2)
+    [segment] = lanes(spool)[0].glob("*.seg")
+    data = segment.read_bytes()
+    payloads = frames_of(data)
+    payloads.insert(3, b'["a format from the future"]')
+    rewritten = b"".join(framed(payload) for payload in payloads)
+    segment.write_bytes(rewritten.ljust(len(data), b"\0"))
+
+
+def test_an_unreadable_record_of_a_dead_lane_is_set_aside(
+    make_meter: MakeMeter, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    leave_an_unreadable_record(make_meter, tmp_path)
+
+    second = make_meter(spool_dir=tmp_path)
+    with fake_lago() as lago:
+        report = second.flush(timeout_s=5)
+        second.close(timeout_s=1)
+
+    assert report.complete and report.acked == 20 and len(lago.stored) == 20
+    [line] = (tmp_path / "dead-letter.jsonl").read_text().splitlines()
+    assert json.loads(line)["record"] == '["a format from the future"]'
+    assert "Set aside 1 unreadable record" in caplog.text
+    assert lanes(tmp_path) == []
+
+
+def test_an_unreadable_record_stays_on_disk_when_the_dead_letter_is_full(
+    make_meter: MakeMeter, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    leave_an_unreadable_record(make_meter, tmp_path)
+
+    options = dataclasses.replace(FAST, dead_letter_max_bytes=10)
+    second = make_meter(spool_dir=tmp_path, options=options)
+    with fake_lago() as lago:
+        report = second.flush(timeout_s=5)
+        second.close(timeout_s=1)
+
+    assert report.complete and len(lago.stored) == 20
+    assert not (tmp_path / "dead-letter.jsonl").read_text()
+    assert "left in place" in caplog.text
+    [lane] = lanes(tmp_path)
+    assert list(lane.glob("*.seg"))
 
 
 def test_close_is_idempotent_and_later_records_are_counted(

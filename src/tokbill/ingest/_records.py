@@ -134,9 +134,24 @@ def events_of(record: bytes) -> list[dict[str, Any]]:
 
 
 def event_count(record: bytes) -> int:
-    """How many events ``record`` stands for (it is parsed to know)."""
+    """How many events ``record`` stands for (it is parsed to know).
+
+    Raises:
+        ValueError: the record is not one this module wrote, so
+            ``events_of`` would fail on it too.
+    """
     value = _loads(record)
-    return 1 if isinstance(value, dict) else len(value[5])
+    if isinstance(value, dict):
+        return 1
+    try:
+        (_, _, _, _), _, _, _, _, counts, extra = value
+        if extra is not None and not isinstance(extra, dict):
+            raise TypeError
+        for _type, _tokens in counts:
+            pass  # each must be a pair, as events_of unpacks them
+        return len(counts)
+    except (TypeError, ValueError):
+        raise ValueError(f"Not an event record: {record[:80]!r}.") from None
 
 
 def split_record(record: bytes) -> list[bytes]:

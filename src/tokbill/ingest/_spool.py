@@ -6,8 +6,9 @@ Layout under ``spool_dir``::
         lock
         00000001.seg        framed call records (see ``_records``), append-only
         00000001.done       framed indices of the records Lago resolved
-    dead-letter.jsonl       events Lago rejected, with its error, one a line,
-                            up to ``dead_letter_max_bytes``
+    dead-letter.jsonl       events Lago rejected, with its error, and records
+                            of dead lanes this version cannot read, one a
+                            line, up to ``dead_letter_max_bytes``
 
 Guarantees and limits:
 
@@ -489,6 +490,8 @@ class Spool:
     def _delete_if_finished(self, segment: Segment) -> None:
         if not segment.sealed or segment.unresolved > 0:
             return
+        if segment.lane.segments.get(segment.number) is not segment:
+            return  # deleted already
         if any(cursor.segment is segment for cursor in self._backlog):
             return
         for fd in (segment.fd, segment.read_fd, segment.done_fd, segment.send_fd):
@@ -517,22 +520,59 @@ class Spool:
         return pending
 
     def _adopt_segment(self, lane: Lane, number: int) -> int:
-        # A record whose frame is intact but whose JSON this version cannot
-        # read (another version's format, a hand edit) makes event_count
-        # raise: the adoption of its lane stops there, the dispatcher logs
-        # it, and the lane's other records wait until it is fixed by hand.
         segment, payloads = load_segment(lane, number)
         lane.segments[number] = segment
         self._bytes += segment.capacity + size_or_zero(segment.path(".done"))
+        done = segment.done or bytearray(len(payloads))
+        pending = 0
+        unreadable: list[int] = []
+        for index, (payload, resolved) in enumerate(zip(payloads, done, strict=True)):
+            if resolved:
+                continue
+            try:
+                pending += event_count(payload)
+            except ValueError:
+                unreadable.append(index)
+        if unreadable:
+            self._set_aside(segment, payloads, unreadable)
         if not segment.unresolved:
             self._delete_if_finished(segment)
             return 0
         self._backlog.appendleft(Cursor(segment, 0, 0))
-        done = segment.done or bytearray(len(payloads))
-        return sum(
-            event_count(payload)
-            for payload, resolved in zip(payloads, done, strict=True)
-            if not resolved
+        return pending
+
+    def _set_aside(
+        self, segment: Segment, payloads: list[bytes], indices: list[int]
+    ) -> None:
+        # A record whose frame is intact but whose content this version
+        # cannot read (another version's format, a hand edit) must not hold
+        # back the records after it. It is copied to the dead-letter file and
+        # then marked resolved; if the copy fails it is only skipped in this
+        # process, so its segment stays on disk for the next one.
+        assert segment.done is not None
+        entries = [
+            {
+                "record": payloads[index].decode("utf-8", "replace"),
+                "error": "unreadable spool record",
+                "segment": str(segment.path(".seg")),
+                "index": index,
+                "quarantined_at": time.time(),
+            }
+            for index in indices
+        ]
+        try:
+            kept = self.dead_letter(entries) == 0
+        except OSError:
+            kept = False
+        for index in indices:
+            segment.done[index] = 1
+        if kept:
+            self._resolve_in(segment, indices)
+        logger.error(
+            "Set aside %d unreadable record(s) in %s, %s; they are not sent.",
+            len(indices),
+            segment.path(".seg"),
+            f"copied to {self.dead_letter_path}" if kept else "left in place",
         )
 
     def _is_exhausted(self, cursor: Cursor) -> bool:
