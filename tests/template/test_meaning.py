@@ -36,6 +36,38 @@ def test_an_undeclared_value_at_the_second_level_is_located(
     ]
 
 
+def test_prices_are_checked_when_only_fields_beside_them_are_wrong(
+    files: TemplateFiles,
+) -> None:
+    # A wrong package_size and a wrong price show in the same run, but the
+    # missing output price is not warned about until the charge is valid.
+    files.write(
+        GPT4.replace("package_size: 1000", "package_size: lots")
+        .replace('input: "0.03"', 'input: "zz"')
+        .replace(', output: "0.12"}', "}")
+    )
+
+    assert files.problems() == [
+        f"t.yaml:{files.line('package_size')}: {CHARGE}.package_size: lots is a "
+        "string; expected a whole number > 0 of units per package, such as 1000.",
+        f't.yaml:{files.line("gpt-4: ")}: {CHARGE}.prices.gpt-4.input: "zz" is not '
+        'a decimal number; a price is a decimal >= 0 such as "0.03".',
+    ]
+
+
+def test_prices_are_not_checked_when_the_price_tree_fields_are_wrong(
+    files: TemplateFiles,
+) -> None:
+    files.write(
+        GPT4.replace("price_by: [model, type]", "price_by: model").replace(
+            'input: "0.03"', 'input: "zz"'
+        )
+    )
+
+    [problem] = files.problems()
+    assert f"{CHARGE}.price_by:" in problem
+
+
 def test_a_declared_combination_without_a_price_is_a_located_warning(
     files: TemplateFiles,
 ) -> None:

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import difflib
 from dataclasses import dataclass, field, fields
-from typing import Any
+from typing import Any, Final
+
+from pydantic import ValidationError
 
 from tokbill.template._model import (
     ChargeSpec,
@@ -31,6 +33,11 @@ from tokbill.template._schema import (
 from tokbill.template._validate import validate, validate_split
 from tokbill.template._yaml import SourceDocument, kind_of
 
+_BESIDE_PRICES: Final = frozenset(
+    {"code", "package_size", "free_units", "unmatched_amount", "invoice_display_name"}
+)
+"""Charge fields that the checks of its price tree do not depend on."""
+
 
 @dataclass
 class _PlanParts:
@@ -38,6 +45,7 @@ class _PlanParts:
     code: str | None
     header: PlanDocument | None
     charges: list[tuple[FieldPath, ChargeDocument | None]]
+    invalid_charges: list[tuple[FieldPath, Any]]
 
 
 @dataclass
@@ -114,9 +122,16 @@ class Compiler:
             (item_path, validate(ChargeDocument, item, where, item_path, self.report))
             for item_path, item in items["charges"]
         ]
+        invalid = [
+            (item_path, item)
+            for (item_path, item), (_, document) in zip(
+                items["charges"], charges, strict=True
+            )
+            if document is None
+        ]
         code = raw.get("code") if isinstance(raw, dict) else None
         return _PlanParts(
-            path, code if isinstance(code, str) else None, header, charges
+            path, code if isinstance(code, str) else None, header, charges, invalid
         )
 
     def _register_metric(
@@ -150,6 +165,8 @@ class Compiler:
             for path, document in parts.charges
             if document is not None
         ]
+        for path, raw in parts.invalid_charges:
+            self._check_prices_of_invalid_charge(where, path, raw)
         # A plan with other problems still claims its code, so a duplicate of
         # it is reported in the same run.
         if parts.code is not None:
@@ -214,6 +231,28 @@ class Compiler:
         if document.price_by:
             filters = tree.compile(document.prices, (*path, "prices"))
         return _charge_spec(where, path, document, tree, filters)
+
+    def _check_prices_of_invalid_charge(
+        self, where: SourceDocument, path: FieldPath, raw: Any
+    ) -> None:
+        # When only fields beside the price tree are wrong, the prices can
+        # still be checked, so one run reports both kinds of problem. Only
+        # errors are kept: a warning may quote a field that is being fixed.
+        if not isinstance(raw, dict):
+            return
+        beside_prices = {k: v for k, v in raw.items() if k not in _BESIDE_PRICES}
+        try:
+            document = ChargeDocument.model_validate(beside_prices)
+        except ValidationError:
+            return  # the tree's own fields are wrong, and were reported
+        metric = self.metrics.get(document.billable_metric)
+        if metric is None or not document.price_by:
+            return
+        errors_only = Report()
+        if _check_price_by(where, path, document, metric, errors_only):
+            tree = _price_tree(where, errors_only, document, metric)
+            tree.compile(document.prices, (*path, "prices"))
+        self.report.errors.extend(errors_only.errors)
 
     def _unknown_metric(
         self, where: SourceDocument, path: FieldPath, code: str
