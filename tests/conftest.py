@@ -1,10 +1,10 @@
 from __future__ import annotations
 
-import threading
-import time
 from collections.abc import Iterator
 
 import pytest
+
+from tests.threads import join_meter_threads
 
 
 @pytest.fixture(autouse=True)
@@ -16,14 +16,6 @@ def clean_environ(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.fixture(autouse=True)
 def no_meter_thread_outlives_its_test() -> Iterator[None]:
-    """Wait for the meters' threads after each test.
-
-    ``close`` returns at its deadline with a request possibly in flight, and
-    that thread may log when the request ends. Joined here, its lines land in
-    the test that started it rather than in whichever test runs next.
-    """
+    """Lines a meter's late thread logs land in the test that made it."""
     yield
-    deadline = time.monotonic() + 10.0
-    for thread in threading.enumerate():
-        if thread.name.startswith("tokbill-ingest"):
-            thread.join(max(deadline - time.monotonic(), 0.0))
+    join_meter_threads()

@@ -7,6 +7,7 @@ import httpx
 
 from tests.ingest.conftest import FAST, MakeMeter, record_calls
 from tests.ingest.fake_lago import Event, fake_lago, invalid, ok, unavailable
+from tests.threads import join_meter_threads
 from tokbill.ingest import MeterOptions
 
 
@@ -60,6 +61,7 @@ def test_events_recovered_or_spilled_to_disk_are_listed_once(
     with fake_lago(unavailable):
         record_calls(first, 150)
         first.close(timeout_s=0.2)
+    join_meter_threads()
     options = MeterOptions(linger_s=0.01, batch_size=50, max_buffered_events=100)
     second = make_meter(spool_dir=tmp_path, options=options)
     with fake_lago(unavailable):

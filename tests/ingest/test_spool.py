@@ -18,6 +18,7 @@ from tests.ingest.conftest import (
     wait_until,
 )
 from tests.ingest.fake_lago import Event, fake_lago, invalid, ok, unavailable
+from tests.threads import join_meter_threads
 from tokbill.ingest import DropReason, MeterOptions
 
 
@@ -32,6 +33,7 @@ def test_a_restart_sends_what_the_last_run_left(
     with fake_lago(unavailable):
         record_calls(first, 50)
         left = first.close(timeout_s=0.2)
+    join_meter_threads()
 
     second = make_meter(spool_dir=tmp_path)
     with fake_lago() as lago:
@@ -59,6 +61,7 @@ def test_acked_events_are_not_sent_again(make_meter: MakeMeter, tmp_path: Path) 
         record_calls(first, 150)
         wait_until(lambda: first.stats().acked >= 100)
         left = first.close(timeout_s=0.3)
+    join_meter_threads()
     second = make_meter(spool_dir=tmp_path, options=FAST)
     with fake_lago() as after:
         second.flush(timeout_s=5)
@@ -79,6 +82,7 @@ def test_a_torn_tail_is_skipped(
     with fake_lago(unavailable):
         record_calls(first, 10)
         first.close(timeout_s=0.2)
+    join_meter_threads()
     [segment] = lanes(tmp_path)[0].glob("*.seg")
     with segment.open("ab") as file:
         file.write(b'\x40\x00\x00\x00\x01\x02\x03\x04{"transaction_id":')
@@ -236,6 +240,7 @@ def leave_an_unreadable_record(make_meter: MakeMeter, spool: Path) -> None:
     with fake_lago(unavailable):
         record_calls(first, 10)
         first.close(timeout_s=0.2)
+    join_meter_threads()
     [segment] = lanes(spool)[0].glob("*.seg")
     data = segment.read_bytes()
     payloads = frames_of(data)
