@@ -2,9 +2,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import struct
 import threading
-import zlib
 from pathlib import Path
 
 import httpx
@@ -20,10 +18,23 @@ from tests.ingest.conftest import (
 from tests.ingest.fake_lago import Event, fake_lago, invalid, ok, unavailable
 from tests.threads import join_meter_threads
 from tokbill.ingest import DropReason, MeterOptions
+from tokbill.ingest._frames import frame, read_frames
 
 
 def lanes(spool: Path) -> list[Path]:
     return sorted(path for path in spool.iterdir() if path.name.startswith("lane-"))
+
+
+def dead_lane_segment(make_meter: MakeMeter, spool: Path) -> Path:
+    """Leave 10 unsent calls in a lane of ``spool`` whose meter is gone, and
+    return the segment file that holds them."""
+    first = make_meter(spool_dir=spool)
+    with fake_lago(unavailable):
+        record_calls(first, 10)
+        first.close(timeout_s=0.2)
+    join_meter_threads()
+    [segment] = lanes(spool)[0].glob("*.seg")
+    return segment
 
 
 def test_a_restart_sends_what_the_last_run_left(
@@ -78,12 +89,7 @@ def test_acked_events_are_not_sent_again(make_meter: MakeMeter, tmp_path: Path) 
 def test_a_torn_tail_is_skipped(
     make_meter: MakeMeter, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    first = make_meter(spool_dir=tmp_path)
-    with fake_lago(unavailable):
-        record_calls(first, 10)
-        first.close(timeout_s=0.2)
-    join_meter_threads()
-    [segment] = lanes(tmp_path)[0].glob("*.seg")
+    segment = dead_lane_segment(make_meter, tmp_path)
     with segment.open("ab") as file:
         file.write(b'\x40\x00\x00\x00\x01\x02\x03\x04{"transaction_id":')
 
@@ -218,34 +224,14 @@ def test_quarantined_events_go_to_the_dead_letter_file(
     assert entry["status"] == 422
 
 
-def frames_of(data: bytes) -> list[bytes]:
-    """The payloads of a segment file: a little-endian length, a CRC-32, the
-    payload, and so on until a zero length or the end of the file."""
-    payloads = []
-    offset = 0
-    while offset < len(data) and (length := struct.unpack_from("<I", data, offset)[0]):
-        payloads.append(data[offset + 8 : offset + 8 + length])
-        offset += 8 + length
-    return payloads
-
-
-def framed(payload: bytes) -> bytes:
-    return struct.pack("<II", len(payload), zlib.crc32(payload)) + payload
-
-
 def leave_an_unreadable_record(make_meter: MakeMeter, spool: Path) -> None:
     """Leave 10 calls in a dead lane, with an intact frame whose content this
     version cannot read (another version's format, say) among them."""
-    first = make_meter(spool_dir=spool)
-    with fake_lago(unavailable):
-        record_calls(first, 10)
-        first.close(timeout_s=0.2)
-    join_meter_threads()
-    [segment] = lanes(spool)[0].glob("*.seg")
+    segment = dead_lane_segment(make_meter, spool)
     data = segment.read_bytes()
-    payloads = frames_of(data)
+    payloads, _ = read_frames(data)
     payloads.insert(3, b'["a format from the future"]')
-    rewritten = b"".join(framed(payload) for payload in payloads)
+    rewritten = b"".join(frame(payload) for payload in payloads)
     segment.write_bytes(rewritten.ljust(len(data), b"\0"))
 
 
