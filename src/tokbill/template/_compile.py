@@ -44,8 +44,8 @@ class _PlanParts:
     path: FieldPath
     code: str | None
     header: PlanDocument | None
-    charges: list[tuple[FieldPath, ChargeDocument | None]]
-    invalid_charges: list[tuple[FieldPath, Any]]
+    charges: list[tuple[FieldPath, Any, ChargeDocument | None]]
+    """Each charge's path, raw value, and document (``None`` if invalid)."""
 
 
 @dataclass
@@ -119,19 +119,16 @@ class Compiler:
             PlanDocument, raw, ("charges",), where, path, self.report
         )
         charges = [
-            (item_path, validate(ChargeDocument, item, where, item_path, self.report))
-            for item_path, item in items["charges"]
-        ]
-        invalid = [
-            (item_path, item)
-            for (item_path, item), (_, document) in zip(
-                items["charges"], charges, strict=True
+            (
+                item_path,
+                item,
+                validate(ChargeDocument, item, where, item_path, self.report),
             )
-            if document is None
+            for item_path, item in items["charges"]
         ]
         code = raw.get("code") if isinstance(raw, dict) else None
         return _PlanParts(
-            path, code if isinstance(code, str) else None, header, charges, invalid
+            path, code if isinstance(code, str) else None, header, charges
         )
 
     def _register_metric(
@@ -162,11 +159,12 @@ class Compiler:
     def _compile_plan(self, where: SourceDocument, parts: _PlanParts) -> None:
         compiled = [
             (path, self._compile_charge(where, path, document))
-            for path, document in parts.charges
+            for path, _, document in parts.charges
             if document is not None
         ]
-        for path, raw in parts.invalid_charges:
-            self._check_prices_of_invalid_charge(where, path, raw)
+        for path, raw, document in parts.charges:
+            if document is None:
+                self._check_prices_of_invalid_charge(where, path, raw)
         # A plan with other problems still claims its code, so a duplicate of
         # it is reported in the same run.
         if parts.code is not None:
